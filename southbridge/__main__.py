@@ -1,0 +1,3 @@
+from southbridge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""The `southbridge` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from southbridge import __version__
+
+
+class UserError(Exception):
+    """Bad user input: reported as one line and a non-zero exit status, never a traceback."""
+
+
+def _cmd_qtest(args: argparse.Namespace) -> int:
+    from southbridge.qtest.runner import run_qtest
+
+    return run_qtest(args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from southbridge.qtest.runner import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="southbridge", description=__doc__)
+    p.add_argument("--version", action="version", version=f"southbridge {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    q = sub.add_parser("qtest", help="serve QEMU's qtest protocol over a CPU-less pc machine")
+    q.add_argument("--socket", metavar="PATH", help="listen on a unix socket instead of stdio")
+    q.add_argument("--trace", metavar="FILE", help="also record every access as qtest lines")
+    q.add_argument("script", nargs="?", help="read commands from FILE instead of stdin")
+    q.set_defaults(func=_cmd_qtest)
+
+    d = sub.add_parser("demo", help="replay the bundled sample trace and show the answers")
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="southbridge: %(levelname)s: %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except UserError as e:
+        print(f"southbridge: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

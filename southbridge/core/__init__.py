@@ -1,0 +1,1 @@
+"""Core: buses, permissions, clock and timers, IRQ lines, tracing."""

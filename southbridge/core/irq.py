@@ -1,0 +1,110 @@
+"""Interrupt lines and GSI routing.
+
+An `IrqLine` is a wire: a device drives its level, sinks hear every change. Edge-triggered
+consumers (PIC pins in edge mode, IOAPIC edge pins) act on the rising transition; level
+consumers on the level. A `GsiRouter` owns the platform's global system interrupt lines and
+fans each out to every controller wired to it (a PIC pin and an IOAPIC pin on a PC), so
+interrupt controllers plug in without devices changing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+Sink = Callable[[bool], None]
+
+
+class IrqLine:
+    """A wire with a level; sinks are told about every change of level."""
+
+    __slots__ = ("_sinks", "level", "name")
+
+    def __init__(self, name: str = "", sink: Sink | None = None) -> None:
+        self.name = name
+        self.level = False
+        self._sinks: list[Sink] = [] if sink is None else [sink]
+
+    def connect(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    def disconnect(self, sink: Sink) -> None:
+        self._sinks.remove(sink)
+
+    def set(self, level: bool) -> None:
+        level = bool(level)
+        if level == self.level:
+            return
+        self.level = level
+        for sink in self._sinks:
+            sink(level)
+
+    def raise_(self) -> None:
+        self.set(True)
+
+    def lower(self) -> None:
+        self.set(False)
+
+    def pulse(self) -> None:
+        """A rising then falling edge (an edge-triggered request that leaves the line low)."""
+        self.set(True)
+        self.set(False)
+
+    def __repr__(self) -> str:
+        return f"IrqLine({self.name!r}, {'high' if self.level else 'low'})"
+
+
+class EdgeDetector:
+    """Turns a level sink into a rising-edge callback: `on_edge()` runs on each 0->1."""
+
+    __slots__ = ("_last", "on_edge")
+
+    def __init__(self, on_edge: Callable[[], None]) -> None:
+        self.on_edge = on_edge
+        self._last = False
+
+    def __call__(self, level: bool) -> None:
+        if level and not self._last:
+            self.on_edge()
+        self._last = level
+
+
+class SharedLine:
+    """A wired-OR of several sources onto one line (PCI INTx sharing a PIRQ).
+
+    Each source drives its own input; the output is high while any input is high, so one
+    device lowering its request never drops another's.
+    """
+
+    def __init__(self, out: IrqLine) -> None:
+        self.out = out
+        self._high: set[object] = set()
+
+    def input(self, source: object) -> Sink:
+        def drive(level: bool) -> None:
+            if level:
+                self._high.add(source)
+            else:
+                self._high.discard(source)
+            self.out.set(bool(self._high))
+
+        return drive
+
+
+class GsiRouter:
+    """The platform's global system interrupts; each GSI fans out to all connected sinks."""
+
+    def __init__(self, count: int = 24) -> None:
+        self.lines = [IrqLine(f"gsi{n}") for n in range(count)]
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def line(self, gsi: int) -> IrqLine:
+        """The line a device drives to raise GSI `gsi`."""
+        if not 0 <= gsi < len(self.lines):
+            raise ValueError(f"GSI {gsi} out of range 0-{len(self.lines) - 1}")
+        return self.lines[gsi]
+
+    def connect(self, gsi: int, sink: Sink) -> None:
+        """Wire an interrupt controller input (e.g. a PIC pin or IOAPIC pin) to GSI `gsi`."""
+        self.line(gsi).connect(sink)

@@ -1,0 +1,1 @@
+"""Machines: the devices of a platform wired together."""

@@ -1,0 +1,64 @@
+"""What every machine has: clock, buses, memory, GSIs, the device lock and run-state requests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from southbridge.core.clock import Clock, ManualClock
+from southbridge.core.hostports import HostPortBackend
+from southbridge.core.irq import GsiRouter, IrqLine
+from southbridge.core.memory import AddressSpace, GuestMemory
+from southbridge.core.mmiobus import MmioBus
+from southbridge.core.permissions import PortPermissions
+from southbridge.core.portbus import PortBus
+
+
+@dataclass
+class RunRequest:
+    """Why the machine wants its run to end: 'exit' (isa-debug-exit), 'reset', 'poweroff'."""
+
+    kind: str
+    status: int = 0
+
+
+class Machine:
+    """The device side of one domain.
+
+    Locking: `lock` is the machine's device lock. vCPU threads take it around every exit they
+    dispatch to a device and the timer thread takes it around timer callbacks, so each device
+    sees one access at a time and a multi-step register update is atomic. Devices themselves
+    take no locks (they are pure state machines), so there is no lock order to get wrong.
+    """
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        permissions: PortPermissions | None = None,
+        host_ports: HostPortBackend | None = None,
+        gsi_count: int = 24,
+    ) -> None:
+        self.clock: Clock = clock if clock is not None else ManualClock()
+        self.lock = threading.RLock()
+        self.permissions = permissions if permissions is not None else PortPermissions()
+        self.ports = PortBus(self.permissions, host_ports)
+        self.mmio = MmioBus()
+        self.memory = GuestMemory()
+        self.space = AddressSpace(self.memory, self.mmio)
+        self.gsi = GsiRouter(gsi_count)
+        # Named groups of lines that `irq_intercept_in`/`_out` (qtest) can observe.
+        self.irq_inputs: dict[str, list[IrqLine]] = {"ioapic": self.gsi.lines}
+        self.irq_outputs: dict[str, list[IrqLine]] = {}
+        self.run_request: RunRequest | None = None
+        self._request_hooks: list[Callable[[RunRequest], None]] = []
+
+    def on_request(self, hook: Callable[[RunRequest], None]) -> None:
+        self._request_hooks.append(hook)
+
+    def request(self, kind: str, status: int = 0) -> None:
+        """A device asks for the run to end (the first request wins)."""
+        if self.run_request is None:
+            self.run_request = RunRequest(kind, status)
+        for hook in self._request_hooks:
+            hook(self.run_request)

@@ -1,0 +1,51 @@
+"""The "pc" machine: an i440FX/PIIX3-style PC platform, wired like QEMU's `-M pc`.
+
+Built CPU-less on the manual clock for qtest and tests, or on the host clock under KVM. Each
+chipset part is added by its own `_add_*` method so the wiring of every device reads in one
+place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from southbridge.core.clock import Clock
+from southbridge.core.hostports import HostPortBackend
+from southbridge.core.permissions import PortPermissions
+from southbridge.machine.base import Machine
+
+MiB = 1 << 20
+
+
+@dataclass
+class PcConfig:
+    memory_mb: int = 128
+    smp: int = 1
+    serial: str = "none"  # stdio | file:PATH | unix:PATH | none
+    serial2: str | None = None
+    debugcon: str | None = None  # stdio | file:PATH
+    debugcon_port: int = 0x402
+    rtc_base: str = "utc"  # utc | localtime | YYYY-MM-DDTHH:MM:SS
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class PcMachine(Machine):
+    def __init__(
+        self,
+        config: PcConfig | None = None,
+        clock: Clock | None = None,
+        permissions: PortPermissions | None = None,
+        host_ports: HostPortBackend | None = None,
+        with_ram: bool = True,
+    ) -> None:
+        super().__init__(clock, permissions, host_ports)
+        self.config = config if config is not None else PcConfig()
+        if with_ram:
+            self._add_ram()
+
+    def _add_ram(self) -> None:
+        """RAM as a PC lays it out: 0-640 KiB, then 1 MiB up to the configured size."""
+        total = self.config.memory_mb * MiB
+        self.memory.add(0, 640 * 1024, "ram-low")
+        if total > MiB:
+            self.memory.add(MiB, total - MiB, "ram-high")

@@ -1,0 +1,112 @@
+"""Running qtest sessions from the command line: stdio, a script, or a unix socket."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from importlib import resources
+from typing import TextIO
+
+from southbridge.core.trace import QtestTracer
+from southbridge.machine.pc import PcMachine
+from southbridge.qtest.server import QtestSession
+
+
+def _serve_lines(session: QtestSession, infile: TextIO) -> None:
+    for line in infile:
+        session.handle(line)
+
+
+def _machine_with_trace(trace: str | None) -> tuple[PcMachine, TextIO | None]:
+    from southbridge.cli import UserError
+
+    machine = PcMachine()
+    out: TextIO | None = None
+    if trace:
+        try:
+            out = open(trace, "w")  # noqa: SIM115 - lives as long as the session
+        except OSError as e:
+            raise UserError(f"cannot write trace {trace}: {e.strerror}") from None
+        tracer = QtestTracer(out, machine.clock)
+        machine.ports.set_tracer(tracer.port)
+        machine.mmio.set_tracer(tracer.mmio)
+    return machine, out
+
+
+def run_qtest(args: argparse.Namespace) -> int:
+    from southbridge.cli import UserError
+
+    machine, trace_out = _machine_with_trace(args.trace)
+    try:
+        if args.socket:
+            _serve_socket(machine, args.socket)
+            return 0
+
+        def send(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+        session = QtestSession(machine, send)
+        if args.script:
+            try:
+                with open(args.script) as f:
+                    _serve_lines(session, f)
+            except OSError as e:
+                raise UserError(f"cannot read {args.script}: {e.strerror}") from None
+        else:
+            _serve_lines(session, sys.stdin)
+        return 0
+    finally:
+        if trace_out is not None:
+            trace_out.close()
+
+
+def _serve_socket(machine: PcMachine, path: str) -> None:
+    """Accept one client at a time on a unix socket; each connection is a fresh session."""
+    from southbridge.cli import UserError
+
+    if os.path.exists(path):
+        os.unlink(path)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        srv.bind(path)
+    except OSError as e:
+        raise UserError(f"cannot listen on {path}: {e.strerror}") from None
+    srv.listen(1)
+    try:
+        while True:
+            conn, _ = srv.accept()
+            with conn, conn.makefile("r", encoding="utf-8", errors="replace") as rf:
+
+                def send(text: str, conn: socket.socket = conn) -> None:
+                    conn.sendall(text.encode())
+
+                session = QtestSession(machine, send)
+                try:
+                    _serve_lines(session, rf)
+                except OSError:
+                    pass
+    finally:
+        srv.close()
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Replay the bundled sample trace, echoing each command with its answer."""
+    text = resources.files("southbridge").joinpath("data/sample.qtest").read_text()
+    machine = PcMachine()
+
+    answers: list[str] = []
+    session = QtestSession(machine, answers.append)
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            if line.startswith("# "):
+                print(line)
+            continue
+        answers.clear()
+        session.handle(line)
+        print(f"  {line:<40} -> {' | '.join(a.strip() for a in answers)}")
+    return 0

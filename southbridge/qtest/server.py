@@ -1,0 +1,234 @@
+"""A server for QEMU's qtest protocol (see QEMU's system/qtest.c for the peer).
+
+Commands arrive one per line; each gets exactly one answer line (`OK ...`, `FAIL ...` or
+`ERR ...`), and `IRQ raise N` / `IRQ lower N` lines are sent as intercepted lines change.
+Anything malformed gets a FAIL answer: a script can never crash the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable
+
+from southbridge.core.clock import ManualClock
+from southbridge.core.irq import IrqLine
+from southbridge.machine.base import Machine
+
+logger = logging.getLogger("southbridge.qtest")
+
+U64 = (1 << 64) - 1
+
+
+class QtestError(Exception):
+    pass
+
+
+def parse_uint(word: str, limit: int = U64) -> int:
+    """strtoul(…, 0) rules: 0x hex, leading-0 octal, decimal; a leading '-' wraps."""
+    w = word.strip()
+    neg = w.startswith("-")
+    if neg:
+        w = w[1:]
+    try:
+        if w.lower().startswith("0x"):
+            v = int(w[2:], 16)
+        elif len(w) > 1 and w.startswith("0"):
+            v = int(w[1:], 8)
+        else:
+            v = int(w, 10)
+    except ValueError:
+        raise QtestError(f"invalid number '{word}'") from None
+    if neg:
+        v = (-v) & U64
+    if v > limit:
+        raise QtestError(f"value '{word}' out of range")
+    return v
+
+
+def parse_int(word: str) -> int:
+    try:
+        return int(word, 0)
+    except ValueError:
+        try:
+            return int(word, 10)
+        except ValueError:
+            raise QtestError(f"invalid number '{word}'") from None
+
+
+_SIZES = {"b": 1, "w": 2, "l": 4, "q": 8}
+
+
+class QtestSession:
+    """One qtest conversation over a machine; `send` receives each output line with '\\n'."""
+
+    def __init__(self, machine: Machine, send: Callable[[str], None]) -> None:
+        self.machine = machine
+        self.send = send
+        self._intercepted: str | None = None
+        self._irq_levels: dict[int, bool] = {}
+
+    # -- IRQ interception ----------------------------------------------------------------
+    def _intercept(self, lines: list[IrqLine]) -> None:
+        for n, line in enumerate(lines):
+            self._irq_levels[n] = line.level
+
+            def report(level: bool, n: int = n) -> None:
+                if self._irq_levels.get(n) != level:
+                    self._irq_levels[n] = level
+                    self.send(f"IRQ {'raise' if level else 'lower'} {n}\n")
+
+            line.connect(report)
+
+    def _resolve(self, table: dict[str, list[IrqLine]], path: str) -> list[IrqLine] | None:
+        if path in table:
+            return table[path]
+        # QOM-style partial paths: "/machine/i440fx/ioapic" resolves by its last component.
+        leaf = path.rstrip("/").rsplit("/", 1)[-1]
+        return table.get(leaf)
+
+    # -- commands ------------------------------------------------------------------------
+    def handle(self, line: str) -> None:
+        words = line.strip().split()
+        if not words:
+            return
+        try:
+            with self.machine.lock:
+                self.send(self._dispatch(words))
+        except QtestError as e:
+            self.send(f"FAIL {e}\n")
+        except Exception as e:  # never let a script take the server down
+            logger.debug("qtest command failed", exc_info=True)
+            self.send(f"FAIL {type(e).__name__}: {e}\n")
+
+    def _need(self, words: list[str], n: int) -> None:
+        if len(words) < n + 1:
+            raise QtestError(f"'{words[0]}' needs {n} argument{'s' if n > 1 else ''}")
+
+    def _dispatch(self, words: list[str]) -> str:
+        cmd = words[0]
+        m = self.machine
+        if cmd in ("outb", "outw", "outl"):
+            self._need(words, 2)
+            port = parse_uint(words[1], 0xFFFF)
+            value = parse_uint(words[2])
+            size = _SIZES[cmd[3]]
+            m.ports.write(port, size, value & ((1 << (8 * size)) - 1))
+            return "OK\n"
+        if cmd in ("inb", "inw", "inl"):
+            self._need(words, 1)
+            port = parse_uint(words[1], 0xFFFF)
+            return f"OK 0x{m.ports.read(port, _SIZES[cmd[2]]):04x}\n"
+        if cmd in ("writeb", "writew", "writel", "writeq"):
+            self._need(words, 2)
+            addr = parse_uint(words[1])
+            size = _SIZES[cmd[5]]
+            m.space.write(addr, size, parse_uint(words[2]))
+            return "OK\n"
+        if cmd in ("readb", "readw", "readl", "readq"):
+            self._need(words, 1)
+            addr = parse_uint(words[1])
+            return f"OK 0x{m.space.read(addr, _SIZES[cmd[4]]):016x}\n"
+        if cmd == "read":
+            self._need(words, 2)
+            addr, length = parse_uint(words[1]), parse_uint(words[2])
+            if length == 0 or length > 1 << 24:
+                raise QtestError("invalid length")
+            return f"OK 0x{m.space.read_bytes(addr, length).hex()}\n"
+        if cmd == "b64read":
+            self._need(words, 2)
+            addr, length = parse_uint(words[1]), parse_uint(words[2])
+            if length > 1 << 24:
+                raise QtestError("invalid length")
+            return f"OK {base64.b64encode(m.space.read_bytes(addr, length)).decode()}\n"
+        if cmd == "write":
+            self._need(words, 3)
+            addr, length = parse_uint(words[1]), parse_uint(words[2])
+            hexdata = words[3]
+            if len(hexdata) < 3:
+                return "ERR invalid argument size\n"
+            if length > 1 << 24:
+                raise QtestError("invalid length")
+            digits = hexdata[2:] if hexdata.lower().startswith("0x") else hexdata
+            data = bytearray(length)
+            for i in range(length):
+                pair = digits[2 * i : 2 * i + 2]
+                if len(pair) == 2:
+                    try:
+                        data[i] = int(pair, 16)
+                    except ValueError:
+                        raise QtestError("invalid hex data") from None
+            m.space.write_bytes(addr, bytes(data))
+            return "OK\n"
+        if cmd == "b64write":
+            self._need(words, 3)
+            addr, length = parse_uint(words[1]), parse_uint(words[2])
+            if len(words[3]) < 3:
+                return "ERR invalid argument size\n"
+            try:
+                data = base64.b64decode(words[3], validate=False)
+            except ValueError:
+                raise QtestError("invalid base64 data") from None
+            data = data[:length].ljust(length, b"\0")
+            m.space.write_bytes(addr, data)
+            return "OK\n"
+        if cmd == "memset":
+            self._need(words, 3)
+            addr, length = parse_uint(words[1]), parse_uint(words[2])
+            pattern = parse_uint(words[3]) & 0xFF
+            if length > 1 << 24:
+                raise QtestError("invalid length")
+            if length:
+                m.space.write_bytes(addr, bytes([pattern]) * length)
+            return "OK\n"
+        if cmd == "endianness":
+            return "OK little\n"
+        if cmd == "clock_step":
+            clock = self._manual()
+            old = clock.now()
+            if len(words) > 1:
+                ns = parse_int(words[1])
+                new = clock.set(old + max(0, ns))
+            else:
+                stepped = clock.step_next()
+                if stepped is None:
+                    return ("FAIL cannot advance clock to the next deadline because there is "
+                            "no pending deadline\n")
+                new = stepped
+            return f"OK {new}\n" if new > old else "FAIL could not advance time\n"
+        if cmd == "clock_set":
+            self._need(words, 1)
+            clock = self._manual()
+            ns = parse_int(words[1])
+            new = clock.set(ns)
+            return f"{'OK' if new == ns else 'FAIL'} {new}\n"
+        if cmd in ("irq_intercept_in", "irq_intercept_out"):
+            self._need(words, 1)
+            table = m.irq_inputs if cmd.endswith("in") else m.irq_outputs
+            lines = self._resolve(table, words[1])
+            if lines is None:
+                return "FAIL Unknown device\n"
+            if self._intercepted is not None:
+                if self._intercepted != words[1]:
+                    return "FAIL IRQ intercept already enabled\n"
+                return "OK\n"
+            self._intercepted = words[1]
+            self._intercept(lines)
+            return "OK\n"
+        if cmd == "set_irq_in":
+            self._need(words, 4)
+            lines = self._resolve(m.irq_inputs, words[1])
+            if lines is None:
+                return "FAIL Unknown device\n"
+            n = parse_uint(words[3])
+            if n >= len(lines):
+                raise QtestError("irq number out of range")
+            lines[n].set(parse_int(words[4]) != 0)
+            return "OK\n"
+        return f"FAIL Unknown command '{cmd}'\n"
+
+    def _manual(self) -> ManualClock:
+        clock = self.machine.clock
+        if not isinstance(clock, ManualClock):
+            raise QtestError("clock is not virtual")
+        return clock
