@@ -91,20 +91,37 @@ class SharedLine:
 
 
 class GsiRouter:
-    """The platform's global system interrupts; each GSI fans out to all connected sinks."""
+    """The platform's global system interrupts.
+
+    Every GSI is a wired-OR: each device gets its own input line from `input()`, and the GSI's
+    output `line(n)` is high while any input is high (ISA IRQ sharing with a PCI PIRQ, several
+    INTx on one PIRQ). Interrupt controllers `connect` to the output, so one GSI fans out to a
+    PIC pin and an IOAPIC pin without devices knowing who listens.
+    """
 
     def __init__(self, count: int = 24) -> None:
         self.lines = [IrqLine(f"gsi{n}") for n in range(count)]
+        self._or = [SharedLine(line) for line in self.lines]
 
     def __len__(self) -> int:
         return len(self.lines)
 
-    def line(self, gsi: int) -> IrqLine:
-        """The line a device drives to raise GSI `gsi`."""
+    def _check(self, gsi: int) -> None:
         if not 0 <= gsi < len(self.lines):
             raise ValueError(f"GSI {gsi} out of range 0-{len(self.lines) - 1}")
+
+    def input(self, gsi: int, name: str = "") -> IrqLine:
+        """A new line for one device to drive GSI `gsi` (OR-ed with the GSI's other inputs)."""
+        self._check(gsi)
+        src = IrqLine(name or f"gsi{gsi}-input")
+        src.connect(self._or[gsi].input(src))
+        return src
+
+    def line(self, gsi: int) -> IrqLine:
+        """The GSI's output line, as interrupt controllers see it."""
+        self._check(gsi)
         return self.lines[gsi]
 
     def connect(self, gsi: int, sink: Sink) -> None:
-        """Wire an interrupt controller input (e.g. a PIC pin or IOAPIC pin) to GSI `gsi`."""
+        """Wire an interrupt controller input (a PIC pin, an IOAPIC pin) to GSI `gsi`."""
         self.line(gsi).connect(sink)
