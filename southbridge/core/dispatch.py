@@ -86,12 +86,19 @@ class Dispatcher:
         except Exception:
             self._fault(route, "write", addr, size)
 
+    def _covers(self, route: Route, addr: int, last: int) -> bool:
+        """Whether every byte addr..last decodes to `route` (a permission bitmap can carve
+        holes into the host passthrough route, so the range check alone is not enough)."""
+        if last >= route.end:
+            return False
+        return all(self.lookup(a) is route for a in range(addr + 1, last + 1))
+
     def _read_slow(self, addr: int, size: int) -> int:
         if size not in MASKS:
             raise ValueError(f"invalid access size {size}")
         last = addr + size - 1
         first = self.lookup(addr)
-        if first is not None and last < first.end:
+        if first is not None and self._covers(first, addr, last):
             return self._adjusted_read(first, addr, size)
         if first is None and (last >= self.addr_limit or self.lookup(last) is None):
             if all(self.lookup(a) is None for a in range(addr, min(last, self.addr_limit - 1) + 1)):
@@ -130,7 +137,7 @@ class Dispatcher:
         value &= MASKS[size]
         last = addr + size - 1
         first = self.lookup(addr)
-        if first is not None and last < first.end:
+        if first is not None and self._covers(first, addr, last):
             self._adjusted_write(first, addr, size, value)
             return
         touched = [a for a in range(addr, min(last, self.addr_limit - 1) + 1)

@@ -220,6 +220,8 @@ class QtestSession:
             lines = self._resolve(m.irq_inputs, words[1])
             if lines is None:
                 return "FAIL Unknown device\n"
+            if words[2] != "unnamed-gpio-in":
+                return f"FAIL Unknown GPIO '{words[2]}'\n"
             n = parse_uint(words[3])
             if n >= len(lines):
                 raise QtestError("irq number out of range")
