@@ -11,8 +11,9 @@ from southbridge.core.device import BusDevice
 class Reg(BusDevice):
     """A register file recording every access it sees (for bus tests)."""
 
-    def __init__(self, length: int, sizes: frozenset[int] = frozenset({1, 2, 4}),
-                 name: str = "reg") -> None:
+    def __init__(
+        self, length: int, sizes: frozenset[int] = frozenset({1, 2, 4}), name: str = "reg"
+    ) -> None:
         self.data = bytearray(length)
         self.accesses: list[tuple[str, int, int, int]] = []
         self.io_sizes = sizes  # type: ignore[misc]

@@ -3,6 +3,8 @@ buses and keep their invariants."""
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -17,8 +19,9 @@ from tests.conftest import Reg
 
 ports = st.integers(0, 0xFFFF)
 sizes = st.sampled_from([1, 2, 4])
-dev_sizes = st.sampled_from([frozenset({1}), frozenset({2}), frozenset({4}),
-                             frozenset({1, 2, 4}), frozenset({2, 4})])
+dev_sizes = st.sampled_from(
+    [frozenset({1}), frozenset({2}), frozenset({4}), frozenset({1, 2, 4}), frozenset({2, 4})]
+)
 
 
 class PortBusMachine(RuleBasedStateMachine):
@@ -108,8 +111,11 @@ class MmioBusMachine(RuleBasedStateMachine):
             assert not overlap
             self.model[base] = length
 
-    @rule(addr=st.integers(0, (1 << 20) + 8192), size=st.sampled_from([1, 2, 4, 8]),
-          value=st.integers(0, (1 << 64) - 1))
+    @rule(
+        addr=st.integers(0, (1 << 20) + 8192),
+        size=st.sampled_from([1, 2, 4, 8]),
+        value=st.integers(0, (1 << 64) - 1),
+    )
     def access(self, addr: int, size: int, value: int) -> None:
         self.bus.write(addr, size, value & ((1 << (8 * size)) - 1))
         assert 0 <= self.bus.read(addr, size) < 1 << (8 * size)
@@ -117,7 +123,7 @@ class MmioBusMachine(RuleBasedStateMachine):
     @invariant()
     def sorted_and_disjoint(self) -> None:
         rs = self.bus.regions()
-        assert all(a.end <= b.base for a, b in zip(rs, rs[1:], strict=False))
+        assert all(a.end <= b.base for a, b in itertools.pairwise(rs))
         assert self.bus.faults == 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 
 from southbridge.core.clock import HostClock, ManualClock
@@ -10,8 +11,12 @@ from southbridge.core.clock import HostClock, ManualClock
 def test_timers_fire_in_deadline_order_with_now_at_their_deadline() -> None:
     c = ManualClock()
     fired: list[tuple[str, int]] = []
+
+    def fire(name: str) -> None:
+        fired.append((name, c.now()))
+
     for name, when in (("c", 300), ("a", 100), ("b", 200), ("a2", 100)):
-        c.timer(lambda n=name: fired.append((n, c.now())), name).arm(when)
+        c.timer(functools.partial(fire, name), name).arm(when)
     assert c.next_deadline() == 100
     assert c.advance(250) == 250
     assert fired == [("a", 100), ("a2", 100), ("b", 200)]  # ties in arming order

@@ -87,8 +87,18 @@ def test_irq_intercept_reports_changes() -> None:
 
 def test_malformed_lines_fail_without_crashing() -> None:
     s, out = session()
-    for line in ("inb", "outb 0x10", "inb zz", "outb 0x10000 1", "readq", "frobnicate",
-                 "read 0 0", "clock_step x", "write 0 1 0xzz", "set_irq_in ioapic a 1 1"):
+    for line in (
+        "inb",
+        "outb 0x10",
+        "inb zz",
+        "outb 0x10000 1",
+        "readq",
+        "frobnicate",
+        "read 0 0",
+        "clock_step x",
+        "write 0 1 0xzz",
+        "set_irq_in ioapic a 1 1",
+    ):
         assert ask(s, out, line).startswith(("FAIL", "ERR")), line
     assert ask(s, out, "") == ""
 
@@ -101,8 +111,11 @@ def test_numbers_parse_like_strtoul() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(alphabet="inoutbwlrdeaq_clkstp 0x123456789abcdefgIRQ-", max_size=40),
-                max_size=20))
+@given(
+    st.lists(
+        st.text(alphabet="inoutbwlrdeaq_clkstp 0x123456789abcdefgIRQ-", max_size=40), max_size=20
+    )
+)
 def test_random_lines_always_get_one_answer(lines: list[str]) -> None:
     s, out = session()
     for line in lines:
@@ -114,8 +127,13 @@ def test_random_lines_always_get_one_answer(lines: list[str]) -> None:
 
 
 def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "southbridge", *args], input=stdin,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "southbridge", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_cli_qtest_over_stdin_answers_all_ones() -> None:

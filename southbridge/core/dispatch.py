@@ -69,7 +69,11 @@ class Dispatcher:
         if self.log.warning(
             f"fault:{route.name}",
             "%s: device %s raised on %s of size %d at 0x%x; answered as unassigned",
-            self.kind, route.name, op, size, addr,
+            self.kind,
+            route.name,
+            op,
+            size,
+            addr,
         ):
             self.log.logger.debug("device fault traceback", exc_info=True)
 
@@ -93,6 +97,11 @@ class Dispatcher:
             return False
         return all(self.lookup(a) is route for a in range(addr + 1, last + 1))
 
+    def _any_decoded(self, addr: int, last: int) -> bool:
+        return any(
+            self.lookup(a) is not None for a in range(addr, min(last, self.addr_limit - 1) + 1)
+        )
+
     def _read_slow(self, addr: int, size: int) -> int:
         if size not in MASKS:
             raise ValueError(f"invalid access size {size}")
@@ -100,12 +109,10 @@ class Dispatcher:
         first = self.lookup(addr)
         if first is not None and self._covers(first, addr, last):
             return self._adjusted_read(first, addr, size)
-        if first is None and (last >= self.addr_limit or self.lookup(last) is None):
-            if all(self.lookup(a) is None for a in range(addr, min(last, self.addr_limit - 1) + 1)):
-                self.unhandled_reads += 1
-                self.log.debug(f"unassigned:{addr:x}", "%s: unassigned read %d@0x%x", self.kind,
-                               size, addr)
-                return ones(size)
+        if first is None and not self._any_decoded(addr, last):
+            self.unhandled_reads += 1
+            self.log.debug("unassigned", "%s: unassigned read %d@0x%x", self.kind, size, addr)
+            return ones(size)
         value = 0
         for i in range(size):
             b = self._read(addr + i, 1) if addr + i < self.addr_limit else 0xFF
@@ -126,8 +133,9 @@ class Dispatcher:
         start = addr - ((addr - route.base) % wide)
         if start + wide > route.end or addr + size > start + wide:
             self.unhandled_reads += 1
-            self.log.debug(f"unaligned:{addr:x}", "%s: unanswerable read %d@0x%x", self.kind,
-                           size, addr)
+            self.log.debug(
+                f"unaligned:{addr:x}", "%s: unanswerable read %d@0x%x", self.kind, size, addr
+            )
             return ones(size)
         return (self._call_read(route, start, wide) >> (8 * (addr - start))) & MASKS[size]
 
@@ -140,12 +148,11 @@ class Dispatcher:
         if first is not None and self._covers(first, addr, last):
             self._adjusted_write(first, addr, size, value)
             return
-        touched = [a for a in range(addr, min(last, self.addr_limit - 1) + 1)
-                   if self.lookup(a) is not None]
-        if not touched:
+        if first is None and not self._any_decoded(addr, last):
             self.unhandled_writes += 1
-            self.log.debug(f"unassigned:{addr:x}", "%s: unassigned write %d@0x%x=0x%x",
-                           self.kind, size, addr, value)
+            self.log.debug(
+                "unassigned", "%s: unassigned write %d@0x%x=0x%x", self.kind, size, addr, value
+            )
             return
         for i in range(size):
             if addr + i < self.addr_limit:
@@ -165,7 +172,8 @@ class Dispatcher:
         start = addr - ((addr - route.base) % wide)
         if start + wide > route.end or addr + size > start + wide:
             self.unhandled_writes += 1
-            self.log.debug(f"unaligned:{addr:x}", "%s: unanswerable write %d@0x%x", self.kind,
-                           size, addr)
+            self.log.debug(
+                f"unaligned:{addr:x}", "%s: unanswerable write %d@0x%x", self.kind, size, addr
+            )
             return
         self._call_write(route, start, wide, value << (8 * (addr - start)))

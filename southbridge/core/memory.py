@@ -34,8 +34,9 @@ class GuestMemory:
         self.regions: list[RamRegion] = []
         self._bases: list[int] = []
 
-    def add(self, gpa: int, size: int, name: str, readonly: bool = False,
-            buf: mmap.mmap | None = None) -> RamRegion:
+    def add(
+        self, gpa: int, size: int, name: str, readonly: bool = False, buf: mmap.mmap | None = None
+    ) -> RamRegion:
         if size <= 0 or gpa < 0 or gpa % mmap.PAGESIZE or size % mmap.PAGESIZE:
             raise ValueError(f"{name}: memory region 0x{gpa:x}+0x{size:x} must be page aligned")
         for r in self.regions:

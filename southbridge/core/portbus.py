@@ -108,8 +108,11 @@ class PortBus(Dispatcher):
 
     def _read(self, port: int, size: int) -> int:
         route = self._route[port & 0xFFFF]
-        if route is not None and route is self._route[(port & 0xFFFF) + size - 1] and \
-                size in route.sizes:
+        if (
+            route is not None
+            and route is self._route[(port & 0xFFFF) + size - 1]
+            and size in route.sizes
+        ):
             try:
                 return route.device.read(port - route.base, size) & MASKS[size]
             except Exception:
@@ -119,8 +122,11 @@ class PortBus(Dispatcher):
 
     def _write(self, port: int, size: int, value: int) -> None:
         route = self._route[port & 0xFFFF]
-        if route is not None and route is self._route[(port & 0xFFFF) + size - 1] and \
-                size in route.sizes:
+        if (
+            route is not None
+            and route is self._route[(port & 0xFFFF) + size - 1]
+            and size in route.sizes
+        ):
             try:
                 route.device.write(port - route.base, size, value & MASKS[size])
             except Exception:

@@ -30,7 +30,9 @@ class RateLimitedLog:
         start, count = self._windows.get(key, (t, 0))
         if t - start >= self.interval:
             if count > self.burst:
-                self.logger.log(level, "%s: %d similar messages suppressed", key, count - self.burst)
+                self.logger.log(
+                    level, "%s: %d similar messages suppressed", key, count - self.burst
+                )
             start, count = t, 0
         count += 1
         if len(self._windows) > 4096 and key not in self._windows:

@@ -7,11 +7,24 @@ from typing import TextIO
 
 from southbridge.core.clock import Clock
 
-_PORT_OPS = {("out", 1): "outb", ("out", 2): "outw", ("out", 4): "outl",
-             ("in", 1): "inb", ("in", 2): "inw", ("in", 4): "inl"}
-_MEM_OPS = {("write", 1): "writeb", ("write", 2): "writew", ("write", 4): "writel",
-            ("write", 8): "writeq", ("read", 1): "readb", ("read", 2): "readw",
-            ("read", 4): "readl", ("read", 8): "readq"}
+_PORT_OPS = {
+    ("out", 1): "outb",
+    ("out", 2): "outw",
+    ("out", 4): "outl",
+    ("in", 1): "inb",
+    ("in", 2): "inw",
+    ("in", 4): "inl",
+}
+_MEM_OPS = {
+    ("write", 1): "writeb",
+    ("write", 2): "writew",
+    ("write", 4): "writel",
+    ("write", 8): "writeq",
+    ("read", 1): "readb",
+    ("read", 2): "readw",
+    ("read", 4): "readl",
+    ("read", 8): "readq",
+}
 
 
 class QtestTracer:

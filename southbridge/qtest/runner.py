@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import sys
@@ -84,10 +85,8 @@ def _serve_socket(machine: PcMachine, path: str) -> None:
                     conn.sendall(text.encode())
 
                 session = QtestSession(machine, send)
-                try:
+                with contextlib.suppress(OSError):
                     _serve_lines(session, rf)
-                except OSError:
-                    pass
     finally:
         srv.close()
         if os.path.exists(path):

@@ -166,11 +166,10 @@ class QtestSession:
             if len(words[3]) < 3:
                 return "ERR invalid argument size\n"
             try:
-                data = base64.b64decode(words[3], validate=False)
+                decoded = base64.b64decode(words[3], validate=False)
             except ValueError:
                 raise QtestError("invalid base64 data") from None
-            data = data[:length].ljust(length, b"\0")
-            m.space.write_bytes(addr, data)
+            m.space.write_bytes(addr, decoded[:length].ljust(length, b"\0"))
             return "OK\n"
         if cmd == "memset":
             self._need(words, 3)
@@ -192,8 +191,10 @@ class QtestSession:
             else:
                 stepped = clock.step_next()
                 if stepped is None:
-                    return ("FAIL cannot advance clock to the next deadline because there is "
-                            "no pending deadline\n")
+                    return (
+                        "FAIL cannot advance clock to the next deadline because there is "
+                        "no pending deadline\n"
+                    )
                 new = stepped
             return f"OK {new}\n" if new > old else "FAIL could not advance time\n"
         if cmd == "clock_set":
