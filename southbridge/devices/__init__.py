@@ -1,0 +1,1 @@
+"""Chipset devices: pure state machines on a bus, a clock and IRQ lines."""
