@@ -8,10 +8,12 @@ place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from southbridge.core.clock import Clock
 from southbridge.core.hostports import HostPortBackend
 from southbridge.core.permissions import PortPermissions
+from southbridge.devices.pic import PicPair
 from southbridge.machine.base import Machine
 
 MiB = 1 << 20
@@ -42,6 +44,7 @@ class PcMachine(Machine):
         self.config = config if config is not None else PcConfig()
         if with_ram:
             self._add_ram()
+        self._add_pic()
 
     def _add_ram(self) -> None:
         """RAM as a PC lays it out: 0-640 KiB, then 1 MiB up to the configured size."""
@@ -49,3 +52,15 @@ class PcMachine(Machine):
         self.memory.add(0, 640 * 1024, "ram-low")
         if total > MiB:
             self.memory.add(MiB, total - MiB, "ram-high")
+
+    def _add_pic(self) -> None:
+        """The 8259A pair and ELCR; ISA IRQ n is GSI n (IRQ 2 is the slave's cascade)."""
+        self.pic = PicPair()
+        self.ports.register(0x20, 2, self.pic.master, "pic-master")
+        self.ports.register(0xA0, 2, self.pic.slave, "pic-slave")
+        self.ports.register(0x4D0, 2, self.pic.elcr, "elcr")
+        for n in range(16):
+            if n != 2:
+                self.gsi.connect(n, partial(self.pic.set_irq, n))
+        self.irq_outputs["i8259"] = [self.pic.intr]
+        self.irq_inputs["i8259"] = self.gsi.lines[:16]
