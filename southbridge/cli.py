@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("script", nargs="?", help="read commands from FILE instead of stdin")
     q.set_defaults(func=_cmd_qtest)
 
+    from southbridge.host.listing import add_parser as add_host_parser
+
+    add_host_parser(sub)
+
     d = sub.add_parser("demo", help="replay the bundled sample trace and show the answers")
     d.set_defaults(func=_cmd_demo)
     return p

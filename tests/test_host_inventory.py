@@ -154,3 +154,68 @@ def test_hide_malformed_gives_one_line_error(spec: str) -> None:
 
 def test_hide_merges_across_several_values() -> None:
     assert parse_hide(["02:01.0", "(0000:02:01.0)(03:00.0)"]) == [A("02:01.0"), A("03:00.0")]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "southbridge", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_host_command_lists_fake_tree_with_status_column(tmp_path: Path) -> None:
+    root = fake_host(tmp_path)
+    cfg = tmp_path / "hv.toml"
+    cfg.write_text('hide = "(02:01.0)"\n[[domain]]\nname = "user1"\nassign = ["02:01.0"]\n')
+    r = run_cli(
+        "host",
+        "--sysfs",
+        str(root),
+        "--config",
+        str(cfg),
+        "--hide",
+        "03:00.1",
+        "--hide",
+        "(09:00.0)",
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 5
+    by_addr = {ln[21:28]: ln[:20].strip() for ln in lines}
+    assert by_addr == {
+        "00:00.0": "visible",
+        "00:1e.0": "visible",
+        "02:01.0": "hidden (for user1)",
+        "03:00.0": "visible",
+        "03:00.1": "hidden",
+    }
+    assert "[10ec:8139]" in lines[2]
+    assert r.stderr.strip() == (
+        "southbridge: warning: hide: 0000:09:00.0 does not exist on this host; ignored"
+    )
+
+
+def test_host_command_on_this_machine_matches_lspci_nn() -> None:
+    if shutil.which("lspci") is None:
+        pytest.skip("lspci (pciutils) not installed")
+    r = run_cli("host")
+    assert r.returncode == 0, r.stderr
+    real = subprocess.run(["lspci", "-nn"], capture_output=True, text=True, check=True).stdout
+    assert [ln[21:] for ln in r.stdout.splitlines()] == real.splitlines()
+    assert all(ln.startswith("visible ") for ln in r.stdout.splitlines())
+
+
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--hide", "(02:01.0"], "hide: unbalanced"),
+        (["--sysfs", "/nonexistent"], "no PCI devices directory"),
+        (["--lspci-dump", "/nonexistent"], "cannot read"),
+        (["--config", "/nonexistent.toml"], "cannot read"),
+    ],
+)
+def test_host_command_bad_input_one_line(args: list[str], msg: str) -> None:
+    r = run_cli("host", *args)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and msg in r.stderr and "Traceback" not in r.stderr

@@ -3,13 +3,10 @@ go to the user domain the configuration names, else to the first user domain tha
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 from southbridge.host.inventory import HostDevice, HostInventory
 from southbridge.host.pciaddr import PciAddress
-
-logger = logging.getLogger("southbridge.domains")
 
 
 class AssignmentError(ValueError):
@@ -29,9 +26,8 @@ class Assignments:
     def __post_init__(self) -> None:
         for addr in self.hidden:
             if self.inventory.get(addr) is None:
-                msg = f"hide: {addr} does not exist on this host; ignored"
-                self.warnings.append(msg)
-                logger.warning(msg)
+                # Reported by the caller (one line on stderr), kept here as data.
+                self.warnings.append(f"hide: {addr} does not exist on this host; ignored")
         self.hidden = [a for a in self.hidden if self.inventory.get(a) is not None]
 
     def is_hidden(self, addr: PciAddress) -> bool:
