@@ -1,0 +1,84 @@
+"""QEMU's debugcon (isa-debugcon): a byte written to the port goes to an output stream.
+
+Firmware (SeaBIOS, OVMF) and test kernels print to it because it needs no set-up at all: no
+baud rate, no FIFO, no interrupts. QEMU's default port is 0x402; Bochs and many hobby
+kernels use 0xE9. Reading the port returns the "readback" byte (0xE9), which is how a guest
+detects that the console is there (QEMU hw/char/debugcon.c).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from southbridge.core.device import BusDevice
+from southbridge.core.state import check_version, get_int
+
+Output = Callable[[bytes], None]
+
+DEFAULT_PORT = 0x402
+READBACK = 0xE9
+
+
+def open_debugcon(spec: str) -> tuple[Output, BinaryIO | None]:
+    """Parse `stdio` or `file:PATH` into an output callback and the stream to close later.
+
+    Files are opened unbuffered and truncated like QEMU's file chardev: one write per guest
+    byte costs far less than the VM exit that produced it, and nothing is lost if the run
+    ends abruptly. Raises ValueError for an unknown spec and OSError if the file cannot be
+    created.
+    """
+    if spec == "stdio":
+        out = sys.stdout.buffer
+
+        def to_stdout(data: bytes) -> None:
+            out.write(data)
+            out.flush()
+
+        return to_stdout, None
+    if spec.startswith("file:") and len(spec) > len("file:"):
+        f = open(spec[len("file:") :], "wb", buffering=0)  # noqa: SIM115 - closed by owner
+
+        def to_file(data: bytes) -> None:
+            f.write(data)
+
+        return to_file, f
+    raise ValueError(f"debugcon backend must be 'stdio' or 'file:PATH', not {spec!r}")
+
+
+class DebugCon(BusDevice):
+    """One write-only byte port: every byte written goes to `output`; reads return 0xE9.
+
+    QEMU implements only byte accesses, so a wider OUT sends its first byte here and the
+    others to the neighbouring (usually unassigned) ports; the bus's byte splitting does the
+    same.
+    """
+
+    io_sizes = frozenset({1})
+    name = "debugcon"
+
+    def __init__(self, output: Output | None = None, readback: int = READBACK) -> None:
+        self.output = output
+        self.readback = readback & 0xFF
+        self.bytes_written = 0
+
+    def read(self, offset: int, size: int) -> int:
+        return self.readback
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.bytes_written += 1
+        if self.output is not None:
+            try:
+                self.output(bytes((value & 0xFF,)))
+            except (OSError, ValueError):
+                # A closed or full output must not stop the guest; the byte is dropped,
+                # as a disconnected chardev drops it in QEMU.
+                self.output = None
+
+    def save(self) -> dict[str, Any]:
+        return {"kind": "debugcon", "version": 1, "readback": self.readback}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        check_version(state, "debugcon", 1)
+        self.readback = get_int(state, "readback", 0, 0xFF)
