@@ -13,7 +13,9 @@ from functools import partial
 from southbridge.core.clock import Clock
 from southbridge.core.hostports import HostPortBackend
 from southbridge.core.permissions import PortPermissions
+from southbridge.devices.chardev import make_backend
 from southbridge.devices.pic import PicPair
+from southbridge.devices.uart import Uart16550
 from southbridge.machine.base import Machine
 
 MiB = 1 << 20
@@ -45,6 +47,7 @@ class PcMachine(Machine):
         if with_ram:
             self._add_ram()
         self._add_pic()
+        self._add_serial()
 
     def _add_ram(self) -> None:
         """RAM as a PC lays it out: 0-640 KiB, then 1 MiB up to the configured size."""
@@ -64,3 +67,17 @@ class PcMachine(Machine):
                 self.gsi.connect(n, partial(self.pic.set_irq, n))
         self.irq_outputs["i8259"] = [self.pic.intr]
         self.irq_inputs["i8259"] = self.gsi.lines[:16]
+
+    def _add_serial(self) -> None:
+        """16550A UARTs: COM1 at 0x3F8/IRQ4 always (backend "none" discards its output) and
+        COM2 at 0x2F8/IRQ3 when `serial2` is set. Backend threads enter under the device lock."""
+        self.serial: list[Uart16550] = []
+        ports = [("com1", 0x3F8, 4, self.config.serial)]
+        if self.config.serial2 is not None:
+            ports.append(("com2", 0x2F8, 3, self.config.serial2))
+        for name, base, irq, spec in ports:
+            uart = Uart16550(
+                self.clock, self.gsi.input(irq, name), make_backend(spec), self.lock, name
+            )
+            self.ports.register(base, 8, uart, name)
+            self.serial.append(uart)
