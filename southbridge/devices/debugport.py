@@ -37,7 +37,7 @@ def open_debugcon(spec: str) -> tuple[Output, BinaryIO | None]:
             out.flush()
 
         return to_stdout, None
-    if spec.startswith("file:") and len(spec) > len("file:"):
+    if spec.startswith("file:") and len(spec) > len("file:") and "\0" not in spec:
         f = open(spec[len("file:") :], "wb", buffering=0)  # noqa: SIM115 - closed by owner
 
         def to_file(data: bytes) -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from typing import BinaryIO
 
 from southbridge.core.clock import Clock
 from southbridge.core.hostports import HostPortBackend
 from southbridge.core.permissions import PortPermissions
+from southbridge.devices import debugexit, fwcfg, i8042, postcode, reset, testdev
 from southbridge.devices.chardev import make_backend
+from southbridge.devices.debugport import DebugCon, open_debugcon
 from southbridge.devices.pic import PicPair
 from southbridge.devices.uart import Uart16550
 from southbridge.machine.base import Machine
@@ -48,6 +51,7 @@ class PcMachine(Machine):
             self._add_ram()
         self._add_pic()
         self._add_serial()
+        self._add_misc()
 
     def _add_ram(self) -> None:
         """RAM as a PC lays it out: 0-640 KiB, then 1 MiB up to the configured size."""
@@ -81,3 +85,62 @@ class PcMachine(Machine):
             )
             self.ports.register(base, 8, uart, name)
             self.serial.append(uart)
+
+    def _add_misc(self) -> None:
+        """The small QEMU-compatible platform devices: debugcon, POST port 0x80,
+        isa-debug-exit (0xF4, 4 ports), port 0x92, the i8042 (0x60/0x64, IRQ1/IRQ12),
+        fw_cfg (0x510, DMA at 0x514), pc-testdev, and the 0xCF9 reset control register
+        (reached through the PCI 0xCF8 device, so not registered here).
+
+        A20 is enabled while either the i8042 output port or port 0x92 enables it (the
+        PIIX ORs ALT_A20_GATE with the keyboard controller's A20GATE); `a20_enabled` is
+        informational since KVM does not mask A20."""
+        self._a20_sources = {"kbc": True, "port92": False}
+        self.a20_enabled = True
+        self.debugcon: DebugCon | None = None
+        self.debugcon_stream: BinaryIO | None = None
+        if self.config.debugcon is not None:
+            output, self.debugcon_stream = open_debugcon(self.config.debugcon)
+            self.debugcon = DebugCon(output)
+            self.ports.register(self.config.debugcon_port, 1, self.debugcon, "debugcon")
+        self.postcode = postcode.PostCodePort(self.clock)
+        self.ports.register(postcode.PORT, 1, self.postcode, "post-code")
+        self.debug_exit = debugexit.DebugExit(self.request)
+        self.ports.register(debugexit.PORT, debugexit.IOSIZE, self.debug_exit, "isa-debug-exit")
+        self.port92 = reset.Port92(self.request, partial(self._set_a20, "port92"))
+        self.ports.register(reset.PORT92, 1, self.port92, "port92")
+        self.reset_control = reset.ResetControl(self.request)
+        self.i8042 = i8042.I8042(
+            self.request,
+            partial(self._set_a20, "kbc"),
+            self.gsi.input(1, "i8042-kbd"),
+            self.gsi.input(12, "i8042-aux"),
+        )
+        self.ports.register(i8042.DATA_PORT, 1, self.i8042.data_port, "i8042-data")
+        self.ports.register(i8042.STATUS_PORT, 1, self.i8042.command_port, "i8042-cmd")
+        self.fw_cfg = fwcfg.FwCfg(self.memory)
+        self.fw_cfg.add_i64(fwcfg.RAM_SIZE, self.config.memory_mb * MiB)
+        self.fw_cfg.add_i16(fwcfg.NB_CPUS, self.config.smp)
+        self.fw_cfg.add_i16(fwcfg.MAX_CPUS, self.config.smp)
+        self.fw_cfg.add_bytes(fwcfg.UUID, bytes(16))
+        self.fw_cfg.add_i16(fwcfg.NOGRAPHIC, 0)
+        self.fw_cfg.add_i16(fwcfg.BOOT_MENU, 0)
+        # QEMU's default: -1 = never reboot after "No bootable device" (SeaBIOS reads it).
+        self.fw_cfg.add_file("etc/boot-fail-wait", (0xFFFFFFFF).to_bytes(4, "little"))
+        self.ports.register(fwcfg.SELECTOR_PORT, 2, self.fw_cfg.io, "fw_cfg")
+        if self.fw_cfg.dma is not None:
+            self.ports.register(fwcfg.DMA_PORT, 8, self.fw_cfg.dma, "fw_cfg-dma")
+        self.testdev = testdev.PcTestdev(self.gsi)
+        td = self.testdev
+        self.ports.register(testdev.SCRATCH_PORT, 4, td.scratch, "pc-testdev-ioport")
+        self.ports.register(testdev.FLUSH_PORT, 4, td.flush, "pc-testdev-flush-page")
+        # 0xE8-0xEB only aliases the scratch register: a debugcon moved to 0xE9 wins.
+        byte_ports = range(testdev.SCRATCH_BYTE_PORT, testdev.SCRATCH_BYTE_PORT + 4)
+        if self.debugcon is None or self.config.debugcon_port not in byte_ports:
+            self.ports.register(testdev.SCRATCH_BYTE_PORT, 4, td.scratch_byte, "pc-testdev-byte")
+        self.ports.register(testdev.IRQ_PORT, testdev.IRQ_COUNT, td.irq, "pc-testdev-irq-line")
+        self.mmio.register(testdev.IOMEM_BASE, len(td.iomem_buf), td.iomem, "pc-testdev-iomem")
+
+    def _set_a20(self, source: str, enabled: bool) -> None:
+        self._a20_sources[source] = enabled
+        self.a20_enabled = any(self._a20_sources.values())
