@@ -18,6 +18,7 @@ from southbridge.devices import debugexit, fwcfg, i8042, postcode, reset, testde
 from southbridge.devices.chardev import make_backend
 from southbridge.devices.debugport import DebugCon, open_debugcon
 from southbridge.devices.pic import PicPair
+from southbridge.devices.pit import Pit
 from southbridge.devices.uart import Uart16550
 from southbridge.machine.base import Machine
 
@@ -50,6 +51,7 @@ class PcMachine(Machine):
         if with_ram:
             self._add_ram()
         self._add_pic()
+        self._add_pit()
         self._add_serial()
         self._add_misc()
 
@@ -71,6 +73,13 @@ class PcMachine(Machine):
                 self.gsi.connect(n, partial(self.pic.set_irq, n))
         self.irq_outputs["i8259"] = [self.pic.intr]
         self.irq_inputs["i8259"] = self.gsi.lines[:16]
+
+    def _add_pit(self) -> None:
+        """The 8254 PIT at 0x40-0x43, its OUT0 on ISA IRQ 0 (GSI 0), and port 0x61 (channel
+        2 gate, speaker data, refresh toggle, OUT2)."""
+        self.pit = Pit(self.clock, self.gsi.input(0, "pit"))
+        self.ports.register(0x40, 4, self.pit, "pit")
+        self.ports.register(0x61, 1, self.pit.port61, "port61")
 
     def _add_serial(self) -> None:
         """16550A UARTs: COM1 at 0x3F8/IRQ4 always (backend "none" discards its output) and
