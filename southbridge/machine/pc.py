@@ -54,6 +54,7 @@ class PcMachine(Machine):
         self._add_pit()
         self._add_serial()
         self._add_misc()
+        self._add_pci()
 
     def _add_ram(self) -> None:
         """RAM as a PC lays it out: 0-640 KiB, then 1 MiB up to the configured size."""
@@ -149,6 +150,38 @@ class PcMachine(Machine):
             self.ports.register(testdev.SCRATCH_BYTE_PORT, 4, td.scratch_byte, "pc-testdev-byte")
         self.ports.register(testdev.IRQ_PORT, testdev.IRQ_COUNT, td.irq, "pc-testdev-irq-line")
         self.mmio.register(testdev.IOMEM_BASE, len(td.iomem_buf), td.iomem, "pc-testdev-iomem")
+
+    def _add_pci(self) -> None:
+        """The PCI bus: i440FX host bridge at 00:00.0, PIIX3 ISA bridge at 00:01.0 and the
+        demo device at 00:02.0; mechanism #1 at 0xCF8/0xCFC (0xCF9 bytes reach the reset
+        control register). PIRQA-D drive IOAPIC GSIs 16-19 and the ISA IRQ selected in the
+        PIIX3 route registers (one input line per PIRQ/IRQ pair, the old IRQ lowered first).
+        No ECAM window, like QEMU's i440FX; `extra["pci_ecam_base"]` maps one."""
+        from southbridge.pci.bus import PciRoot
+        from southbridge.pci.demo import DemoDevice
+        from southbridge.pci.host import Ecam, PciHost
+        from southbridge.pci.i440fx import I440fx
+        from southbridge.pci.piix3 import Piix3
+
+        self.piix3 = Piix3()
+        self.pci_bus = PciRoot(self.ports, self.mmio, self.space, None, self.piix3.intx_input)
+        self.i440fx = I440fx()
+        self.pci_bus.add(self.i440fx, 0)
+        self.pci_bus.add(self.piix3, 1)
+        self.demo = DemoDevice()
+        self.pci_bus.add(self.demo, 2)
+        self.pci_host = PciHost(self.pci_bus)
+        self.pci_host.reset_control = getattr(self, "reset_control", None)
+        self.ports.register(0xCF8, 4, self.pci_host.address_port, "pci-config-address")
+        self.ports.register(0xCFC, 4, self.pci_host.data_port, "pci-config-data")
+        for n in range(4):
+            self.piix3.pirq[n].connect(self.gsi.input(16 + n, f"pirq{'ABCD'[n]}").set)
+        self.piix3.connect_isa(self.gsi.input)
+        self.pci_ecam: Ecam | None = None
+        ecam_base = self.config.extra.get("pci_ecam_base")
+        if isinstance(ecam_base, int):
+            self.pci_ecam = Ecam(self.pci_bus)
+            self.pci_ecam.map(self.mmio, ecam_base)
 
     def _set_a20(self, source: str, enabled: bool) -> None:
         self._a20_sources[source] = enabled
