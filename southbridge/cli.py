@@ -26,6 +26,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _cmd_lspci(args: argparse.Namespace) -> int:
+    from southbridge.pci.lspci import run_lspci
+
+    return run_lspci(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="southbridge", description=__doc__)
     p.add_argument("--version", action="version", version=f"southbridge {__version__}")
@@ -41,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     from southbridge.host.listing import add_parser as add_host_parser
 
     add_host_parser(sub)
+
+    lp = sub.add_parser("lspci", help="list the pc machine's PCI bus like lspci -nn")
+    lp.add_argument("-n", dest="numeric", action="count", help="-n: numbers only; -nn (default)")
+    lp.add_argument("-x", dest="hex", action="count", help="hex dump: -x, -xxx, -xxxx")
+    lp.add_argument("--dump", metavar="FILE", help="write an lspci -xxx dump (-xxxx with -xxxx)")
+    lp.set_defaults(func=_cmd_lspci)
 
     d = sub.add_parser("demo", help="replay the bundled sample trace and show the answers")
     d.set_defaults(func=_cmd_demo)

@@ -8,8 +8,10 @@ back. Names come from the system's pci.ids when there is one, else numbers alone
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from southbridge.pci.bus import PciBus
 from southbridge.pci.config import CLASS, PCIE_CONFIG_SIZE, PROG_IF, REVISION, SUBCLASS
@@ -136,3 +138,53 @@ def dump(bus: PciBus, level: int = 3, ids: PciIds | None = None, numeric: bool =
             length = PCIE_CONFIG_SIZE
         out.append(f"{fn.address()} {describe(fn, ids, numeric)}\n{hexdump(fn, length)}\n")
     return "".join(out)
+
+
+def numeric_line(fn: PciFunction) -> str:
+    """One `lspci -n` line: class and IDs as numbers only."""
+    cs = fn.config
+    klass, sub, progif = cs.get(CLASS, 1), cs.get(SUBCLASS, 1), cs.get(PROG_IF, 1)
+    text = f"{fn.address()} {klass:02x}{sub:02x}: {fn.vendor_id:04x}:{fn.device_id:04x}"
+    if rev := cs.get(REVISION, 1):
+        text += f" (rev {rev:02x})"
+    if progif:
+        text += f" (prog-if {progif:02x})"
+    return text + "\n"
+
+
+def render(bus: PciBus, numeric: int = 2, hexlevel: int = 0, ids: PciIds | None = None) -> str:
+    """What `lspci` prints with `-n` given `numeric` times and `-x` given `hexlevel` times."""
+    if numeric == 1:
+        lines = [numeric_line(fn) for fn in _functions(bus)]
+        if not hexlevel:
+            return "".join(lines)
+        return "".join(
+            line
+            + hexdump(fn, 64 if hexlevel < 3 else 256 if hexlevel < 4 else fn.config.size)
+            + "\n"
+            for line, fn in zip(lines, _functions(bus), strict=True)
+        )
+    if hexlevel:
+        return dump(bus, hexlevel, ids)
+    return listing(bus, ids)
+
+
+def run_lspci(args: Any) -> int:
+    """`southbridge lspci`: the bus of a CPU-less pc machine, as lspci shows it."""
+    from southbridge.cli import UserError
+    from southbridge.core.clock import ManualClock
+    from southbridge.machine.pc import PcMachine
+
+    machine = PcMachine(clock=ManualClock())
+    bus = machine.pci_bus
+    numeric = int(args.numeric or 2)
+    hexlevel = int(args.hex or 0)
+    if args.dump:
+        try:
+            with open(args.dump, "w") as f:
+                f.write(dump(bus, max(3, hexlevel)))
+        except OSError as e:
+            raise UserError(f"cannot write {args.dump}: {e.strerror}") from None
+        return 0
+    sys.stdout.write(render(bus, numeric, hexlevel))
+    return 0
