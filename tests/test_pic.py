@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -522,6 +523,25 @@ def test_special_fully_nested_mode_keeps_lower_master_levels_blocked() -> None:
     assert r.pic.acknowledge() == 0x09
 
 
+def test_special_fully_nested_exit_checks_slave_isr() -> None:
+    """Datasheet SFNM b): on exit, EOI the slave and read its ISR; only when it is empty is
+    the master's EOI due, and until then the master's IR2 stays in service."""
+    r = Rig()
+    r.init(icw4_m=ICW4_SFNM)
+    r.pic.set_irq(12, True)
+    r.pic.acknowledge()
+    r.pic.set_irq(9, True)
+    assert r.pic.acknowledge() == 0x71
+    r.eoi(S_CMD)
+    assert r.read_isr(S_CMD) == 0x10  # IRQ12 still in service: no master EOI yet
+    r.pic.set_irq(5, True)
+    assert not r.pic.intr.level  # IR5 is below the in-service IR2
+    r.eoi(S_CMD)
+    assert r.read_isr(S_CMD) == 0
+    r.eoi(M_CMD)
+    assert r.pic.acknowledge() == 0x0D
+
+
 def test_without_sfnm_slave_is_locked_out(rig: Rig) -> None:
     """Datasheet, fully nested mode in cascade: while IR2 is in service the master blocks
     further slave requests, even higher ones, until its EOI."""
@@ -650,6 +670,20 @@ def test_irq2_is_not_an_input_and_bad_irq_numbers_raise(rig: Rig) -> None:
     assert not rig.pic.intr.level
     with pytest.raises(ValueError):
         rig.pic.set_irq(16, True)
+
+
+def test_guest_oddities_are_logged_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    """HACKING: guest-triggered oddities are logged through the rate limiter, never raised."""
+    r = Rig()
+    with caplog.at_level(logging.DEBUG, logger="southbridge.pic"):
+        for _ in range(100):
+            r.out(M_CMD, 0x19)  # ICW1 with LTIM, which the PIIX ignores
+            r.out(ELCR1, 0x07)  # reserved ELCR bits
+    ltim = [rec for rec in caplog.records if "LTIM" in rec.getMessage()]
+    elcr = [rec for rec in caplog.records if "reserved" in rec.getMessage()]
+    assert 1 <= len(ltim) <= 10 and 1 <= len(elcr) <= 10
+    assert r.pic.log.suppressed >= 180
+    assert r.bus.faults == 0
 
 
 def test_word_access_splits_into_byte_registers(rig: Rig) -> None:
