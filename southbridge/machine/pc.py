@@ -19,6 +19,7 @@ from southbridge.devices.chardev import make_backend
 from southbridge.devices.debugport import DebugCon, open_debugcon
 from southbridge.devices.pic import PicPair
 from southbridge.devices.pit import Pit
+from southbridge.devices.rtc import Rtc
 from southbridge.devices.uart import Uart16550
 from southbridge.machine.base import Machine
 
@@ -52,6 +53,7 @@ class PcMachine(Machine):
             self._add_ram()
         self._add_pic()
         self._add_pit()
+        self._add_rtc()
         self._add_serial()
         self._add_misc()
         self._add_pci()
@@ -81,6 +83,12 @@ class PcMachine(Machine):
         self.pit = Pit(self.clock, self.gsi.input(0, "pit"))
         self.ports.register(0x40, 4, self.pit, "pit")
         self.ports.register(0x61, 1, self.pit.port61, "port61")
+
+    def _add_rtc(self) -> None:
+        """The MC146818 RTC/CMOS at 0x70-0x73 (bank 0 index/data, second bank index/data),
+        IRQ8 on GSI 8, its time base from `rtc_base`."""
+        self.rtc = Rtc(self.clock, self.gsi.input(8, "rtc"), base=self.config.rtc_base)
+        self.ports.register(0x70, 4, self.rtc, "rtc")
 
     def _add_serial(self) -> None:
         """16550A UARTs: COM1 at 0x3F8/IRQ4 always (backend "none" discards its output) and
