@@ -855,7 +855,7 @@ def check_invariants(pic: PicPair) -> None:
     PicPair().restore(pic.save())  # every reachable state is a valid state
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_SEQ)
 def test_any_access_sequence_never_raises_and_keeps_invariants(ops: list[Op]) -> None:
     """Any port access, IRQ change, INTA or reset in any order: no exception, invariants."""
@@ -867,7 +867,7 @@ def test_any_access_sequence_never_raises_and_keeps_invariants(ops: list[Op]) ->
     assert r.bus.faults == 0  # the device never raised into the bus
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_SEQ, _SEQ)
 def test_save_restore_round_trip_at_any_point(prefix: list[Op], suffix: list[Op]) -> None:
     """State: save at any point, restore into a fresh pair; both then answer identically."""
@@ -882,7 +882,7 @@ def test_save_restore_round_trip_at_any_point(prefix: list[Op], suffix: list[Op]
     assert b.pic.save() == a.pic.save()
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_SEQ, st.sampled_from(["master", "slave"]), st.data())
 def test_restore_of_corrupted_state_raises_only_state_error(
     prefix: list[Op], chip: str, data: st.DataObject
@@ -908,7 +908,7 @@ def test_restore_of_corrupted_state_raises_only_state_error(
 _PC_ORDER = [0, 1, 8, 9, 10, 11, 12, 13, 14, 15, 3, 4, 5, 6, 7]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.permutations(_PC_ORDER), st.integers(1, 15), st.booleans())
 def test_fully_nested_order_for_any_request_set(order: list[int], n: int, aeoi: bool) -> None:
     """Fully nested mode in cascade: whatever order requests arrive in, they are served
@@ -923,7 +923,7 @@ def test_fully_nested_order_for_any_request_set(order: list[int], n: int, aeoi: 
     assert r.ack_all() == want
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.integers(0, 7), st.sets(st.sampled_from([0, 1, 3, 4, 5, 6, 7]), min_size=1))
 def test_set_priority_order_for_any_lowest_level(lowest: int, irqs: set[int]) -> None:
     """Datasheet OCW2 set priority: after naming L the lowest, priority runs L+1 ... L."""
