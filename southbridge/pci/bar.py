@@ -39,7 +39,7 @@ class BarKind(enum.Enum):
     MEM64 = "mem64"
 
 
-@dataclass
+@dataclass(eq=False)
 class Bar:
     """One BAR of a function (a 64-bit BAR occupies registers index and index + 1).
 
@@ -101,7 +101,7 @@ class Bar:
         return base, self.size
 
 
-@dataclass
+@dataclass(eq=False)
 class RomBar:
     """The expansion ROM BAR: bit 0 enables decoding (with the command memory bit)."""
 
