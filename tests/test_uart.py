@@ -425,6 +425,18 @@ def test_loopback_keeps_output_and_host_input_off_the_wire() -> None:
     assert r.inb(RBR) == ord("z")
 
 
+def test_sin_is_disconnected_in_loopback() -> None:
+    """8.8 MCR4: characters and breaks on SIN do not reach the receiver in loopback."""
+    r = Rig()
+    r.setup(mcr=LOOP)
+    r.uart.receive_char(0x41)
+    r.uart.receive_break()
+    assert r.inb(LSR) == LSR_THRE | LSR_TEMT
+    r.outb(MCR, 0)
+    r.uart.receive_char(0x41)
+    assert r.inb(LSR) & LSR_DR and r.inb(RBR) == 0x41
+
+
 def test_modem_input_changes_interrupt() -> None:
     """8.9/table IV: a change on CTS/DSR/DCD or RI going inactive raises the modem status
     interrupt when EDSSI is set."""

@@ -355,7 +355,15 @@ class Uart16550(BusDevice):
         return self.rbr
 
     def receive_char(self, byte: int, errors: int = 0) -> None:
-        """A character has been completely received off the wire (with PE/FE/BI flags)."""
+        """Host side: a character has been completely received on SIN (with PE/FE/BI).
+
+        Ignored in loopback, where SIN is disconnected from the receiver (8.8, MCR4).
+        """
+        if not self.mcr & MCR_LOOP:
+            self._receive(byte, errors)
+
+    def _receive(self, byte: int, errors: int = 0) -> None:
+        """A complete character enters the receiver (from SIN or the loopback TSR)."""
         entry = (byte & self._data_mask()) | ((errors & CHAR_ERRORS) << 8)
         if len(self.rx) >= self.capacity:
             # Overrun: without FIFOs the new character replaces RBR; with FIFOs the one in
@@ -403,7 +411,7 @@ class Uart16550(BusDevice):
             return  # disconnected or full meanwhile: the byte stays queued in the backend
         data = self.backend.read(1)
         if data:
-            self.receive_char(data[0])
+            self._receive(data[0])
         self._start_rx()
 
     def _input_ready(self) -> None:
@@ -449,7 +457,7 @@ class Uart16550(BusDevice):
             return
         byte = tsr & self._data_mask()
         if self.mcr & MCR_LOOP:
-            self.receive_char(byte)
+            self._receive(byte)
         elif self.backend.write(bytes((byte,))) < 1:
             # Back-pressure: keep the character; TEMT (and THRE once THR fills) stay clear.
             self.tx_blocked = True
