@@ -83,6 +83,15 @@ def test_bad_specs_are_one_clear_value_error(spec: str) -> None:
         make_backend(spec)
 
 
+def test_unopenable_paths_are_value_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="No such file or directory"):
+        make_backend(f"file:{tmp_path / 'missing' / 'out.txt'}")
+    regular = tmp_path / "regular"
+    regular.write_text("")
+    with pytest.raises(ValueError, match="not a socket"):
+        make_backend(f"unix:{regular}")
+
+
 def test_non_string_spec() -> None:
     with pytest.raises(ValueError, match="must be a string"):
         make_backend(42)  # type: ignore[arg-type]

@@ -453,6 +453,8 @@ class UnixSocketBackend(CharBackend):
                 return key.fd != self._wake.r
 
     def write(self, data: bytes) -> int:
+        if not self.connected:
+            return len(data)  # nobody listening: the bytes leave on an open line
         return self._writer.offer(data)
 
     def close(self) -> None:
@@ -474,7 +476,10 @@ class UnixSocketBackend(CharBackend):
 
 
 def make_backend(spec: str) -> CharBackend:
-    """Parse a serial backend spec: "stdio", "file:PATH", "unix:PATH" or "none"."""
+    """Parse a serial backend spec: "stdio", "file:PATH", "unix:PATH" or "none".
+
+    Raises ValueError with one clear line for a bad spec or a path that cannot be opened.
+    """
     if not isinstance(spec, str):
         raise ValueError(f"serial backend must be a string, not {type(spec).__name__}")
     kind, sep, arg = spec.partition(":")
@@ -487,7 +492,10 @@ def make_backend(spec: str) -> CharBackend:
             raise ValueError(f"serial backend {spec!r}: {kind}: needs a path ({kind}:PATH)")
         if "\0" in arg:
             raise ValueError(f"serial backend {spec!r}: path contains a NUL byte")
-        return FileBackend(arg) if kind == "file" else UnixSocketBackend(arg)
+        try:
+            return FileBackend(arg) if kind == "file" else UnixSocketBackend(arg)
+        except OSError as e:
+            raise ValueError(f"serial backend {spec!r}: {e.strerror or e}") from e
     raise ValueError(
         f"unknown serial backend {spec!r}: expected stdio, file:PATH, unix:PATH or none"
     )
