@@ -15,8 +15,12 @@ from southbridge.core.clock import Clock
 from southbridge.core.hostports import HostPortBackend
 from southbridge.core.permissions import PortPermissions
 from southbridge.devices import debugexit, fwcfg, i8042, postcode, reset, testdev
+from southbridge.devices import ioapic as ioapic_mod
+from southbridge.devices import lapic as lapic_mod
+from southbridge.devices.apicbus import ApicBus
 from southbridge.devices.chardev import make_backend
 from southbridge.devices.debugport import DebugCon, open_debugcon
+from southbridge.devices.msi import MsiRouter
 from southbridge.devices.pic import PicPair
 from southbridge.devices.pit import Pit
 from southbridge.devices.rtc import Rtc
@@ -57,6 +61,7 @@ class PcMachine(Machine):
         self._add_serial()
         self._add_misc()
         self._add_pci()
+        self._add_apic()
 
     def _add_ram(self) -> None:
         """RAM as a PC lays it out: 0-640 KiB, then 1 MiB up to the configured size."""
@@ -190,6 +195,37 @@ class PcMachine(Machine):
         if isinstance(ecam_base, int):
             self.pci_ecam = Ecam(self.pci_bus)
             self.pci_ecam.map(self.mmio, ecam_base)
+
+    def _add_apic(self) -> None:
+        """The APIC bus with `smp` local APICs (IDs 0..n-1, CPU 0 the BSP) and the IOAPIC.
+
+        IOAPIC at 0xFEC00000 (4 KiB window): GSI n reaches pin n, except the PC's interrupt
+        source override GSI 0 (the PIT) -> pin 2; GSI 2 (the cascade) is not wired; pin 0
+        carries the 8259's INTR (ExtINT virtual wire); pins 16-19 get PIRQA-D. The 8259's
+        INTR also drives every CPU's LINT0 and MSIs from PCI functions reach the bus.
+
+        CPU 0's xAPIC window is registered at 0xFEE00000 for CPU-less use (qtest `readl
+        0xfee00020`). Under KVM each vCPU must reach its own LAPIC: the run loop routes the
+        window per vCPU (following IA32_APIC_BASE) before consulting the MMIO bus.
+
+        `irq_inputs["ioapic"]` stays the GSI lines: QEMU's `irq_intercept_in ioapic` reports
+        the IOAPIC's input numbers before its 0 -> 2 remap, so GSI n is reported as n."""
+        self.apic_bus = ApicBus()
+        self.lapics = [
+            lapic_mod.LocalApic(n, self.clock, self.apic_bus, bsp=n == 0)
+            for n in range(max(1, self.config.smp))
+        ]
+        self.mmio.register(lapic_mod.DEFAULT_BASE, lapic_mod.WINDOW_SIZE, self.lapics[0], "lapic")
+        self.ioapic = ioapic_mod.IoApic(self.apic_bus)
+        self.mmio.register(ioapic_mod.DEFAULT_BASE, ioapic_mod.WINDOW_SIZE, self.ioapic, "ioapic")
+        for gsi in range(min(len(self.gsi), ioapic_mod.PINS)):
+            if gsi != 2:
+                self.gsi.connect(gsi, partial(self.ioapic.set_irq, 2 if gsi == 0 else gsi))
+        self.pic.intr.connect(partial(self.ioapic.set_irq, 0))
+        for lapic in self.lapics:
+            self.pic.intr.connect(lapic.set_lint0)
+        self.msi = MsiRouter(self.apic_bus)
+        self.pci_bus.msi_sink = self.msi
 
     def _set_a20(self, source: str, enabled: bool) -> None:
         self._a20_sources[source] = enabled
