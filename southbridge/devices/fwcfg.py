@@ -19,7 +19,7 @@ import struct
 from typing import Any
 
 from southbridge.core.device import BusDevice
-from southbridge.core.memory import GuestMemory
+from southbridge.core.memory import GuestMemory, RamRegion
 from southbridge.core.ratelog import RateLimitedLog
 from southbridge.core.state import StateError, check_version, get_int
 
@@ -208,6 +208,7 @@ class FwCfg:
         if control & DMA_CTL_SELECT:
             self.select(control >> 16)
         it = self._lookup(self.cur_key)
+        op = 0
         if control & DMA_CTL_READ:
             op = DMA_CTL_READ
         elif control & DMA_CTL_WRITE:
@@ -243,8 +244,8 @@ class FwCfg:
 
     # DMA reaches guest RAM only: a transfer touching anything else fails with the error
     # bit, as QEMU's does for unassigned memory, and costs at most one pass over RAM.
-    def _ram_spans(self, gpa: int, length: int) -> list[tuple[Any, int, int]] | None:
-        spans = []
+    def _ram_spans(self, gpa: int, length: int) -> list[tuple[RamRegion, int, int]] | None:
+        spans: list[tuple[RamRegion, int, int]] = []
         mem = self.memory
         while length > 0:
             r = mem.find(gpa) if mem is not None else None
