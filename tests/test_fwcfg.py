@@ -295,3 +295,12 @@ def test_any_access_sequence_never_raises_and_offset_stays_in_item(
     other.fw.add_file("etc/w", b"\0" * 8, writable=True)
     other.fw.restore(rig.fw.save())
     assert other.fw.save() == rig.fw.save()
+
+
+def test_dma_into_rom_is_ignored_like_a_cpu_write() -> None:
+    """DMA reaching ROM completes without changing it (writes to ROM are dropped)."""
+    rig = Rig()
+    rom = rig.mem.add(0x20000, 0x1000, "rom", readonly=True)
+    rom.buf[0:4] = b"ROM!"
+    assert rig.dma(0x100, 0x08 | 0x02, 8, 0x20000) == 0  # "QEMU" + 4 zero-fill bytes
+    assert bytes(rom.buf[0:8]) == b"ROM!\0\0\0\0"

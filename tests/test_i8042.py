@@ -288,6 +288,8 @@ def test_save_restore_round_trip_and_validation(rig: Rig) -> None:
     assert other.ask(0x20) == 0x61
     for key, value in (
         ("mode", 256),
+        ("ram", [0] * 30),
+        ("ram", [256] + [0] * 30),
         ("write_cmd", 0xAA),
         ("source", 4),
         ("timeout", 1),
@@ -332,3 +334,31 @@ def test_any_byte_sequence_never_raises_and_invariants_hold(
     other.kbc.restore(rig.kbc.save())
     assert other.kbc.save() == rig.kbc.save()
     assert (other.irq1.level, other.irq12.level) == (rig.irq1.level, rig.irq12.level)
+
+
+def test_controller_ram_reads_and_writes(rig: Rig) -> None:
+    """AT Tech Ref: 20h-3Fh read controller RAM byte N (byte 0 is the command byte),
+    60h-7Fh write it with the next data byte."""
+    assert rig.ask(0x21) == 0x00
+    rig.cmd(0x61)
+    rig.data(0x99)
+    rig.cmd(0x7F)
+    rig.data(0x42)
+    assert rig.status() & OBF == 0  # consumed by the controller, not sent to a keyboard
+    assert rig.ask(0x21) == 0x99
+    assert rig.ask(0x3F) == 0x42
+    assert rig.ask(0x20) == 0x03  # command byte untouched
+    other = Rig()
+    other.kbc.restore(rig.kbc.save())
+    assert other.ask(0x21) == 0x99
+
+
+def test_unknown_command_flood_is_rate_limited_in_the_log(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """HACKING: guest-triggered oddities are logged rate-limited, never flooding the host."""
+    with caplog.at_level("WARNING", logger="southbridge.i8042"):
+        for _ in range(500):
+            rig.cmd(0x96)
+    records = [r for r in caplog.records if r.name == "southbridge.i8042"]
+    assert 1 <= len(records) <= 10

@@ -66,8 +66,10 @@ CMD_WRITE_OUTPORT = 0xD1
 CMD_WRITE_OBUF = 0xD2
 CMD_WRITE_AUX_OBUF = 0xD3
 CMD_WRITE_AUX = 0xD4
+CMD_WRITE_RAM_FIRST, CMD_WRITE_RAM_LAST = 0x61, 0x7F  # controller RAM bytes 1-31
 DATA_COMMANDS = frozenset(
     {CMD_WRITE_MODE, CMD_WRITE_OUTPORT, CMD_WRITE_OBUF, CMD_WRITE_AUX_OBUF, CMD_WRITE_AUX}
+    | set(range(CMD_WRITE_RAM_FIRST, CMD_WRITE_RAM_LAST + 1))
 )
 
 SRC_NONE, SRC_CTRL, SRC_KBD, SRC_AUX = 0, 1, 2, 3
@@ -100,6 +102,7 @@ class I8042:
         self.obuf = 0
         self.source = SRC_NONE  # who filled the output buffer; NONE = buffer empty
         self.write_cmd = 0  # data command waiting for its byte on 0x60
+        self.ram = bytearray(32)  # controller RAM; byte 0 is the command byte (`mode`)
         self._update_irq()
         if self._a20 is not None:
             self._a20(True)
@@ -184,6 +187,8 @@ class I8042:
             self._queue(value, SRC_AUX)
         elif cmd == CMD_WRITE_AUX:
             self._queue(NO_DEVICE, SRC_AUX, timeout=True)
+        else:  # 61h-7Fh: controller RAM bytes 1-31, scratch for firmware
+            self.ram[cmd & 0x1F] = value
 
     # -- port 0x64 -------------------------------------------------------------------------
     def write_command(self, cmd: int) -> None:
@@ -193,10 +198,8 @@ class I8042:
         if cmd in DATA_COMMANDS:
             self.write_cmd = cmd
         elif 0x20 <= cmd <= 0x3F:
-            # Read controller RAM; byte 0 is the command byte, the rest reads as 0 here.
-            self._queue(self.mode if cmd == 0x20 else 0, SRC_CTRL)
-        elif 0x61 <= cmd <= 0x7F:
-            pass  # write controller RAM bytes 1-31: no effect on this model
+            # Read controller RAM; byte 0 is the command byte.
+            self._queue(self.mode if cmd == 0x20 else self.ram[cmd & 0x1F], SRC_CTRL)
         elif cmd == 0xA7:
             self.mode |= MODE_DISABLE_AUX
         elif cmd == 0xA8:
@@ -248,6 +251,7 @@ class I8042:
             "obuf": self.obuf,
             "source": self.source,
             "write_cmd": self.write_cmd,
+            "ram": list(self.ram[1:]),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -260,12 +264,22 @@ class I8042:
         obuf = get_int(state, "obuf", 0, 0xFF)
         source = get_int(state, "source", SRC_NONE, SRC_AUX)
         write_cmd = get_int(state, "write_cmd", 0, 0xFF)
+        ram = state.get("ram")
+        if (
+            not isinstance(ram, list)
+            or len(ram) != 31
+            or not all(
+                isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 0xFF for b in ram
+            )
+        ):
+            raise StateError("i8042: ram must be 31 bytes")
         if write_cmd and write_cmd not in DATA_COMMANDS:
             raise StateError(f"i8042: 0x{write_cmd:02x} is not a command that takes data")
         if timeout and source == SRC_NONE:
             raise StateError("i8042: time-out flag without the byte it belongs to")
         self.mode, self.outport, self.obuf = mode, outport, obuf
         self.source, self.write_cmd = source, write_cmd
+        self.ram[1:] = bytes(ram)
         self.status = (
             STAT_UNLOCKED
             | (STAT_SYS if sys_flag else 0)
