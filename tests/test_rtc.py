@@ -571,6 +571,19 @@ def test_dse_spring_forward_last_sunday_in_april() -> None:
     assert r.time()[3:] == (0x02, 0x00, 0x00)
 
 
+def test_dse_knows_sunday_only_from_the_day_of_week_register() -> None:
+    # The chip has no calendar of weekdays: with Saturday 2024-04-27 set as day 1 (Sunday),
+    # the 27th is the last "Sunday" in April (no day 1 follows in the month) and springs.
+    r = Rig()
+    r.wr(B, H24 | DSE)
+    r.set_time({YEAR: 0x24, MON: 0x04, MDAY: 0x27, WDAY: 0x01, HOUR: 0x01, MIN: 0x59, SEC: 0x59})
+    r.at(r.clock.now() + NS)
+    assert r.time()[2:] == (0x27, 0x03, 0x00, 0x00)
+    r.set_time({MDAY: 0x28, WDAY: 0x02, HOUR: 0x01, MIN: 0x59, SEC: 0x59})
+    r.at(r.clock.now() + NS)
+    assert r.time()[2:] == (0x28, 0x02, 0x00, 0x00)  # the real Sunday is day 2 here
+
+
 def test_dse_fall_back_once_on_last_sunday_in_october() -> None:
     # DS: "On the last Sunday in October when the time first reaches 1:59:59 AM it changes
     # to 1:00:00 AM." 2024-10-27 is the last Sunday in October.
@@ -750,8 +763,13 @@ def check_invariants(r: Rig) -> None:
     assert deadline is None or deadline > r.clock.now() or not r.line.level
     if r.rd(A) & 0x70 != 0x20 or b & SET:
         assert r.rd(A) & 0x80 == 0  # no UIP without updates
-    if not r.line.level and r.rd(A) & 0x70 == 0x20 and r.rd(A) & 0x0F and b & PIE:
+    running = r.rd(A) & 0x70 == 0x20
+    if not r.line.level and running and r.rd(A) & 0x0F and b & PIE:
         assert deadline is not None  # the next periodic edge is armed
+    if not r.line.level and running and not b & SET and b & UIE:
+        # The next update is armed at (or something before) the next second boundary.
+        boundary = r.clock.now() + NS - r.rtc.guest_ns() % NS
+        assert deadline is not None and r.clock.now() < deadline <= boundary
 
 
 @settings(max_examples=60, deadline=None)

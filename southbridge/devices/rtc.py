@@ -60,6 +60,7 @@ POLICIES = ("discard", "slew")
 # QEMU's mc146818rtc has lost_tick_policy default LOST_TICK_POLICY_DISCARD
 # (DEFINE_PROP_LOSTTICKPOLICY in hw/rtc/mc146818rtc.c); -rtc driftfix=slew selects slew.
 DEFAULT_POLICY = "discard"
+SLEW_MAX_OWED_S = 10  # a guest stalled longer than this gets the excess discarded
 SLEW_MAX_DIVIDE = 8  # slew delivers a lost tick within period/2 .. period/8, as QEMU does
 
 _TIME_SET = frozenset(rt.TIME_INDEXES)
@@ -224,7 +225,7 @@ class Rtc(BusDevice):
                 pending = bool(self._flags & PF)
                 offered = edges + (1 if catchup and self._lost else 0)
                 delivered = 1 if offered and not pending else 0
-                limit = TICK_HZ // period  # owe at most one second of ticks
+                limit = SLEW_MAX_OWED_S * TICK_HZ // period
                 self._lost = min(limit, max(0, self._lost + edges - delivered))
                 if delivered:
                     self._flags |= PF
@@ -342,7 +343,11 @@ class Rtc(BusDevice):
             )
         if self._running() and not was_running:
             # Out of reset: the chain restarts half a second before its first update.
-            self._load_time(self._held_bytes(), now, RESTART_PHASE_NS)
+            if self.reg_b & SET:
+                g = self.guest_ns(now) // NS * NS + RESTART_PHASE_NS  # bytes read at SET=0
+                self.offset_ns = g - self._base_ns - now
+            else:
+                self._load_time(self._held_bytes(), now, RESTART_PHASE_NS)
         new_period = self._period()
         if new_period != old_period:
             # Owed ticks keep their time, counted in the new period (QEMU scales them too).
@@ -493,7 +498,7 @@ class Rtc(BusDevice):
             raise StateError(f"lost-tick policy {state.get('policy')!r} is not {self.policy!r}")
         period = period_ticks(bank0[REG_A] & RS_MASK)
         slewing = self.policy == "slew" and bool(bank0[REG_B] & PIE) and period > 0
-        lost = get_int(state, "lost", 0, TICK_HZ // period if slewing else 0)
+        lost = get_int(state, "lost", 0, SLEW_MAX_OWED_S * TICK_HZ // period if slewing else 0)
         catchup = state.get("catchup_in")
         if catchup is not None:
             catchup = get_int(state, "catchup_in", 0, period * NS // TICK_HZ if lost else -1)
