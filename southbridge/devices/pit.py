@@ -26,6 +26,13 @@ from southbridge.devices.port61 import Port61
 PIT_HZ = 1_193_182
 NS_PER_SEC = 1_000_000_000
 
+# What a late channel 0 callback (HostClock fires late) does with the IRQ0 edges it missed:
+#   discard  deliver one edge now, drop the rest, next edge on the original grid;
+#   delay    deliver every missed edge, one per callback, re-armed immediately, then resume
+#            the grid (no tick is lost, they arrive late);
+#   catchup  deliver the missed edges at four per period alongside the regular ones (QEMU's
+#            "slew"), then the grid alone.
+# Counter reads are real time under every policy; only IRQ0 delivery differs.
 LostTickPolicy = Literal["discard", "delay", "catchup"]
 LOST_TICK_POLICIES: tuple[LostTickPolicy, ...] = ("discard", "delay", "catchup")
 # QEMU's default: hw/i386/kvm/i8254.c defines the kvm-pit property "lost_tick_policy" with
@@ -588,17 +595,14 @@ class Pit(BusDevice):
         return {
             "kind": "i8254",
             "version": 1,
-            "policy": self.policy,
             "channels": [ch.save(now) for ch in self.channels],
             "owed": self._owed,
             "port61": self.port61.save(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        # The lost-tick policy is host configuration, not guest-visible state: not restored.
         check_version(state, "i8254", 1)
-        policy = state.get("policy")
-        if policy not in LOST_TICK_POLICIES:
-            raise StateError(f"i8254: unknown lost tick policy {policy!r}")
         chans = state.get("channels")
         if not isinstance(chans, list) or len(chans) != 3:
             raise StateError("i8254: need exactly three channels")
@@ -608,7 +612,6 @@ class Pit(BusDevice):
         for ch, st in zip(fresh, chans, strict=True):
             ch.restore(st, now)
         self.port61.restore(state.get("port61"))  # validates before anything else changes
-        self.policy = policy
         self.channels = fresh
         self._owed = owed
         self._resync(now)
