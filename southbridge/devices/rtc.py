@@ -14,6 +14,22 @@ armed only for the next instant at which IRQ8 would rise.
 Behaviour follows the MC146818A datasheet; QEMU's hw/rtc/mc146818rtc.c is the peer (same
 reset values, SET clearing UIE, the first update 500 ms after the divider leaves reset, the
 "discard" lost-tick default).
+
+Choices where the datasheet leaves room, or where we differ from QEMU:
+* Only DV=010 runs the chain (a PC has a 32.768 kHz crystal; Compaq's reference calls 00x
+  "oscillator disabled"); every other setting holds time and gives no flags. QEMU also runs
+  with 000 and 001.
+* Periodic edges sit on the divider's grid: multiples of the period counted from the second
+  boundary, so they survive SET and keep their phase with the updates.
+* While updates run, the clock bytes are rendered from the time in the current DM/24-hour
+  format (as QEMU); under SET or a stopped divider they hold exactly what was written.
+* The day-of-week register counts on its own (kept as `_wday_adj` from the true weekday), and
+  DSE finds "the last Sunday" from it, as the chip must. The century byte 0x32 is a PC
+  convention, encoded like the other bytes (BCD unless DM) and carried with the year.
+* Out-of-range times the guest writes carry like timegm() and are logged (rate-limited).
+* Lost ticks: "discard" coalesces edges missed by a late timer or an unacknowledged IRQ8;
+  "slew" owes them (up to SLEW_MAX_OWED_S seconds' worth) and delivers each one
+  period/(min(owed, 7) + 1) after the guest reads C, like QEMU's coalesced timer.
 """
 
 from __future__ import annotations
@@ -96,6 +112,8 @@ def parse_base(base: str, wall_ns: Callable[[], int]) -> int:
 
 
 class Rtc(BusDevice):
+    """The RTC/CMOS: bus device at 0x70-0x73, IRQ8 driven from IRQF, NVRAM for the machine."""
+
     io_sizes: ClassVar[frozenset[int]] = frozenset({1})
     name = "rtc"
     kind = "mc146818"
