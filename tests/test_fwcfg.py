@@ -304,3 +304,44 @@ def test_dma_into_rom_is_ignored_like_a_cpu_write() -> None:
     rom.buf[0:4] = b"ROM!"
     assert rig.dma(0x100, 0x08 | 0x02, 8, 0x20000) == 0  # "QEMU" + 4 zero-fill bytes
     assert bytes(rom.buf[0:8]) == b"ROM!\0\0\0\0"
+
+
+def test_southbridge_qtest_command_reads_signature_and_self_test() -> None:
+    """Issue 3/6 "done when": through `southbridge qtest` the devices answer as QEMU's do
+    (fw_cfg signature, i8042 self-test, pc-testdev scratch)."""
+    import subprocess
+    import sys
+
+    script = "\n".join(
+        [
+            "outw 0x510 0x0000",
+            "inb 0x511",
+            "inb 0x511",
+            "inb 0x511",
+            "inb 0x511",
+            "outb 0x64 0xaa",
+            "inb 0x60",
+            "outl 0xe0 0x12345678",
+            "inl 0xe0",
+        ]
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "southbridge", "qtest"],
+        input=script + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:9] == [
+        "OK",
+        "OK 0x0051",
+        "OK 0x0045",
+        "OK 0x004d",
+        "OK 0x0055",
+        "OK",
+        "OK 0x0055",
+        "OK",
+        "OK 0x12345678",
+    ]
