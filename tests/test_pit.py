@@ -26,6 +26,7 @@ from southbridge.devices.pit import (
     LostTickPolicy,
     Pit,
     ticks_to_ns,
+    to_bcd,
 )
 from southbridge.devices.port61 import REFRESH_PERIOD_NS
 
@@ -444,6 +445,34 @@ def test_mode_word_aliases_and_control_port_is_write_only() -> None:
     r.at_tick(250)
     assert r.rises == [edge_ns(100), edge_ns(200)]
     assert r.inb(0x43) == 0xFF
+
+
+def test_illegal_guest_values_are_answered_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    """Count 1 is illegal in modes 2/3 and BCD counts need decimal digits: the part still
+    counts (OUT stays put rather than oscillating at the CLK rate) and the oddity is logged."""
+    r = Rig()
+    with caplog.at_level("WARNING", logger="southbridge.pit"):
+        r.program(0, 2, 1)
+        r.program(1, 0, 0x00FA, bcd=True)  # "FA": not decimal, counts as 15*10 + 10
+    assert any("illegal" in m for m in caplog.messages)
+    assert any("non-BCD" in m for m in caplog.messages)
+    assert r.pit._timer.deadline is None  # no 1.19 MHz timer for the illegal count
+    r.after(100)
+    assert r.latched(1) == to_bcd(160 - 100)
+
+
+def test_reset_returns_to_qemu_power_on_state() -> None:
+    """pit_reset_common: every channel mode 3 with count 0x10000; gate 2 low."""
+    r = Rig()
+    r.program(0, 0, 5)
+    r.out(0x61, 0x0F)
+    r.pit.reset()
+    assert r.status(0) == 0x80 | 0x30 | 3 << 1
+    assert r.line.level and r.rises == [0]  # mode 0 OUT was low: reset raises it
+    r.rises.clear()
+    assert r.inb(0x61) & 0x0F == 0
+    r.clock.advance(NS_PER_SEC)
+    assert len(r.rises) == 18  # 1193182 / 65536 = 18.2 Hz
 
 
 # -- port 0x61 -----------------------------------------------------------------------------
