@@ -37,7 +37,8 @@ LostTickPolicy = Literal["discard", "delay", "catchup"]
 LOST_TICK_POLICIES: tuple[LostTickPolicy, ...] = ("discard", "delay", "catchup")
 # QEMU's default: hw/i386/kvm/i8254.c defines the kvm-pit property "lost_tick_policy" with
 # default LOST_TICK_POLICY_DELAY (KVM's in-kernel PIT reinjects every missed tick); the
-# userspace hw/timer/i8254.c has no setting and likewise never drops a transition.
+# userspace hw/timer/i8254.c has no setting and likewise never drops a transition: its
+# pit_irq_timer computes the next one from the expected instant, so late ones run back to back.
 DEFAULT_POLICY: LostTickPolicy = "delay"
 # Bound on owed (missed, not yet delivered) IRQ0 edges: a long host stall must not queue
 # unbounded work. 1000 is one second of ticks for a HZ=1000 guest.
@@ -536,6 +537,7 @@ class Pit(BusDevice):
         if offset >= 3:
             # The control word register is write-only; a read is a no-op with the data bus
             # in 3-state (datasheet, read/write operations summary), i.e. 0xFF on ISA.
+            # (QEMU's pit_ioport_read answers 0; no guest depends on either.)
             _log.debug("pit-read43", "pit: read of the write-only control port")
             return 0xFF
         return self.channels[offset].read_data(now)
