@@ -192,6 +192,19 @@ def test_file_backend_to_a_slow_pipe_applies_back_pressure(tmp_path: Path) -> No
     os.close(rfd)
 
 
+def test_sink_errors_lose_output_without_raising(tmp_path: Path) -> None:
+    """A sink that fails (reader gone: EPIPE) never raises into the UART; output drains."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    b = FileBackend(str(fifo), capacity=64)
+    os.close(rfd)
+    for _ in range(20):
+        assert b.write(b"x" * 8) >= 0
+    assert wait_for(lambda: b._writer.buffered() == 0)
+    b.close()
+
+
 # -- stdio ---------------------------------------------------------------------------------
 
 

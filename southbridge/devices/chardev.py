@@ -28,7 +28,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from southbridge.core.ratelog import RateLimitedLog
+
 logger = logging.getLogger("southbridge.chardev")
+# Output errors repeat for every chunk the guest writes: keep them from flooding the log.
+_errlog = RateLimitedLog(logger)
 
 Callback = Callable[[], None]
 
@@ -203,7 +207,7 @@ class _Writer:
             try:
                 self._sink(chunk)
             except OSError as e:
-                logger.warning("%s: output lost: %s", self._thread.name, e)
+                _errlog.warning(self._thread.name, "%s: output lost: %s", self._thread.name, e)
             with self._cond:
                 del self._buf[: len(chunk)]
                 wake = self._refused
