@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from southbridge.core.clock import ManualClock
+from southbridge.core.clock import HostClock, ManualClock
 from southbridge.core.irq import IrqLine
 from southbridge.devices import chardev
 from southbridge.devices.chardev import (
@@ -402,4 +402,42 @@ def test_uart_over_unix_socket(tmp_path: Path) -> None:
         assert read_exactly(c, 1) == b"!"
         c.close()
     finally:
+        b.close()
+
+
+def test_uart_echo_on_the_host_clock(tmp_path: Path) -> None:
+    """The real-time stack: HostClock timer thread and socket threads both enter under the
+    device lock while a "guest" thread polls LSR and echoes what it receives."""
+    path = short_path(tmp_path, "echo.sock")
+    clock = HostClock()
+    lock = threading.RLock()
+    stop = threading.Event()
+    timers = threading.Thread(target=clock.run, args=(stop, lock), daemon=True)
+    timers.start()
+    b = UnixSocketBackend(path)
+    uart = Uart16550(clock, IrqLine(), b, lock=lock)
+    with lock:
+        for reg, value in ((3, 0x83), (0, 1), (1, 0), (3, 0x03), (2, 0x07)):
+            uart.write(reg, 1, value)
+    try:
+        c = connect(path)
+        assert wait_for(lambda: b.connected)
+        c.sendall(b"ping")
+        echoed = 0
+
+        def echo() -> bool:
+            nonlocal echoed
+            with lock:
+                while uart.read(LSR, 1) & LSR_DR:
+                    uart.write(THR, 1, uart.read(RBR, 1))
+                    echoed += 1
+            return echoed == 4
+
+        assert wait_for(echo)
+        assert read_exactly(c, 4) == b"ping"
+        c.close()
+    finally:
+        stop.set()
+        clock.wake()
+        timers.join(WAIT)
         b.close()

@@ -102,6 +102,22 @@ def test_reset_values() -> None:
     assert not r.irq.level
 
 
+def test_master_reset_keeps_divisor_and_scratch() -> None:
+    """Table III: MR resets IER, IIR, FCR, LCR, MCR, LSR and MSR deltas; the divisor latch
+    and SCR are not listed and keep their values; a character being sent is abandoned."""
+    r = Rig()
+    r.setup(divisor=3, fcr=0xC7, mcr=LOOP | 0x0F, ier=0x0F)
+    r.outb(SCR, 0x5A)
+    r.send(b"abc")
+    r.uart.reset()
+    assert [r.inb(reg) for reg in (IER, IIR, LCR, MCR, LSR, MSR, SCR)] == [
+        0, 0x01, 0, 0, 0x60, 0xB0, 0x5A
+    ]  # fmt: skip
+    assert r.uart.divisor == 3 and not r.irq.level
+    r.at(10**9)
+    assert r.backend.output == b"" and r.inb(LSR) == 0x60
+
+
 def test_divisor_latch_behind_dlab() -> None:
     """8.2/table II: with LCR7 (DLAB) set, offsets 0 and 1 are DLL and DLM; cleared, they are
     RBR/THR and IER again and the latch keeps its value."""
