@@ -163,7 +163,14 @@ def _deltas(old: int, new: int) -> int:
 
 
 class Uart16550(BusDevice):
-    """One 16550A: 8 ports, an IRQ line and a character backend."""
+    """One 16550A: 8 ports, an IRQ line and a character backend.
+
+    The guest side is `read`/`write` through the bus. The host side is the backend (output
+    and queued input, pulled at the line rate) plus `receive_char`/`receive_break` (a
+    character or break on SIN) and `set_modem_inputs`. Backend callbacks arrive on backend
+    threads and enter under `lock` (pass the machine's device lock when using threaded
+    backends); everything else runs in the caller's context.
+    """
 
     io_sizes = frozenset({1})
 
