@@ -894,3 +894,34 @@ def test_next_alarm_is_the_first_matching_second(
         else:
             assert not ok(alarm[0], enc[sod % 60])
             t += 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ops=st.lists(OPS.filter(lambda op: op[0] != "migrate"), max_size=25),
+    policy=st.sampled_from(["discard", "slew"]),
+    looks=st.integers(1, 7),
+)
+def test_looking_more_often_changes_nothing(
+    ops: list[tuple[str, int, int]], policy: str, looks: int
+) -> None:
+    # Flags are computed lazily for (last look, now]; the chip has no notion of being looked
+    # at, so extra side-effect-free reads (register D) in the middle of every wait must leave
+    # the IRQ8 history and the final state unchanged.
+    plain, watched = Rig(policy=policy), Rig(policy=policy)
+    for r, split in ((plain, 1), (watched, looks)):
+        for op, a, v in ops:
+            if op == "out":
+                r.bus.write(0x70 + a, 1, v)
+            elif op == "in":
+                r.bus.read(0x70 + a, 1)
+            elif op == "reg":
+                r.wr(a, v)
+            elif op == "reset":
+                r.rtc.reset()
+            else:
+                for i in range(1, split + 1):
+                    r.rtc.cmos_get(D)
+                    r.at(r.clock.now() + a * i // split - a * (i - 1) // split)
+    assert plain.rises == watched.rises and plain.falls == watched.falls
+    assert plain.rtc.save() == watched.rtc.save()
