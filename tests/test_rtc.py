@@ -948,7 +948,7 @@ class StallingClock(ManualClock):
 @pytest.mark.parametrize("policy", ["discard", "slew"])
 def test_lost_ticks_after_a_stalled_timer(policy: str) -> None:
     # Rate 6 (1024 Hz); the timer thread runs 50 ms late until 100 ms. "discard" (QEMU's
-    # default) lets the ~51 missed edges go; "slew" owes them and delivers them faster than
+    # default) lets the missed edges go; "slew" owes them and delivers them faster than
     # the nominal rate until the guest has seen every edge (QEMU's LOST_TICK_POLICY_SLEW).
     clock = StallingClock()
     line = IrqLine("irq8")
