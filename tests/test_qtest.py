@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from southbridge.core.device import BusDevice
+from southbridge.machine.base import Machine
 from southbridge.machine.pc import PcMachine
 from southbridge.qtest.server import QtestSession, parse_uint
 
@@ -55,8 +56,15 @@ def test_memory_commands() -> None:
 
 
 def test_clock_commands_follow_qemu() -> None:
+    bare = Machine()  # no devices, so no timer is pending
+    out0: list[str] = []
+    s0 = QtestSession(bare, out0.append)
+    assert ask(s0, out0, "clock_step").startswith("FAIL cannot advance clock")
     s, out = session()
-    assert ask(s, out, "clock_step").startswith("FAIL cannot advance clock")
+    # The pc machine's PIT runs from power-on (mode 3, count 65536): the next deadline is
+    # its first OUT edge, half of 65536 ticks of 1,193,182 Hz.
+    assert ask(s, out, "clock_step") == f"OK {32768 * 10**9 // 1193182 + 1}\n"
+    s, out = session()
     assert ask(s, out, "clock_step 1000") == "OK 1000\n"
     assert ask(s, out, "clock_set 5000") == "OK 5000\n"
     assert ask(s, out, "clock_set 10") == "FAIL 5000\n"
