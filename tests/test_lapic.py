@@ -553,6 +553,19 @@ def test_init_sipi_sequence() -> None:
     assert ap.take_sipi() is None
 
 
+def test_sipi_right_behind_init_survives_init_processing() -> None:
+    """Firmware sends INIT then SIPI back to back; the AP must start whichever order the
+    vCPU loop handles the two events in (SDM 8.4.4.1 INIT-SIPI-SIPI)."""
+    _, (bsp, ap) = apics(2)
+    enable(bsp)
+    wr(bsp, ICR_LO, (3 << 18) | 0x4500)  # INIT to all excluding self
+    wr(bsp, ICR_LO, (3 << 18) | 0x4610)  # SIPI vector 0x10
+    assert ap.take_init()
+    ap.init_reset()
+    assert ap.take_sipi() == 0x10
+    assert not bsp.pending_init and bsp.take_sipi() is None
+
+
 # -- qtest ------------------------------------------------------------------------------------
 def test_cpu0_window_through_qtest() -> None:
     """The pc machine decodes CPU 0's xAPIC window at 0xFEE00000 for CPU-less use."""

@@ -6,7 +6,9 @@ One `LocalApic` per vCPU. The vCPU side (the KVM run loop) uses:
   vector (`highest_pending()`), the PIC through LINT0 in ExtINT mode (`extint_requested()`),
   or an NMI, SMI, INIT or SIPI event. The loop waits on it to wake a halted vCPU.
 * `ack()` — the interrupt acknowledge the CPU performs on injection: IRR to ISR; the
-  spurious vector when the pending vector was masked by the TPR meanwhile (SDM 10.9).
+  spurious vector when the pending vector was masked by the TPR meanwhile (SDM 10.9). When
+  only `extint_requested()` holds, the vector comes from the PIC's own acknowledge instead
+  (QEMU serves the APIC's IRR first, then the PIC).
 * `take_nmi()`, `take_smi()`, `take_init()` (then `init_reset()`), `take_sipi()`.
 * `read_msr` / `write_msr` for IA32_APIC_BASE (0x1B), IA32_TSC_DEADLINE (0x6E0) and the
   x2APIC range 0x800-0x8FF: `read_msr` returns None and `write_msr` False where the CPU
@@ -214,10 +216,13 @@ class LocalApic(BusDevice):
         self._update()
 
     def init_reset(self) -> None:
-        """INIT (SDM 10.4.7.3): power-up state except the APIC ID and IA32_APIC_BASE."""
-        xapic_id = self.xapic_id
+        """INIT (SDM 10.4.7.3): power-up state except the APIC ID and IA32_APIC_BASE.
+
+        Events that arrived after the INIT (a SIPI sent right behind it, an NMI) are CPU-side
+        latches and survive, so the run loop may process INIT and SIPI in either order."""
+        keep = (self.xapic_id, self.sipi_vector, self.pending_nmi, self.pending_smi)
         self._power_up_registers()
-        self.xapic_id = xapic_id
+        self.xapic_id, self.sipi_vector, self.pending_nmi, self.pending_smi = keep
         self.waiting_for_sipi = not self.bsp
         self._update()
 
@@ -419,7 +424,10 @@ class LocalApic(BusDevice):
         elif dm == DM_SMI:
             self.pending_smi = True
         elif dm == DM_INIT:
+            # INIT puts an AP in wait-for-SIPI; a SIPI latched before it is stale.
             self.pending_init = True
+            self.sipi_vector = None
+            self.waiting_for_sipi = not self.bsp
         elif dm == DM_SIPI:
             # SIPI only means something to a processor waiting for it (SDM 8.4.4.1).
             if not self.waiting_for_sipi or self.sipi_vector is not None:
@@ -976,4 +984,5 @@ class LocalApic(BusDevice):
         self.sipi_vector = None if sipi < 0 else sipi
         self.timer_load = self.clock.now() - timer_elapsed
         self._timer_update()
+        self._relocated()
         self._update()
