@@ -245,3 +245,11 @@ def test_any_guest_port_stream_answers_ok(cmds: list[tuple[str, int, int]]) -> N
             assert ev == ("IRQ lower 8" if level else "IRQ raise 8")
             level = not level
         assert level == g.machine.gsi.line(8).level
+
+
+def test_machine_settings_reach_the_rtc() -> None:
+    m = PcMachine(PcConfig(rtc_base="1999-12-31T23:59:59"))
+    assert m.rtc.policy == "discard"  # QEMU's default lost-tick policy for mc146818rtc
+    assert m.rtc.cmos_get(YEAR) == 0x99 and m.rtc.cmos_get(CENTURY) == 0x19
+    slew = PcMachine(PcConfig(extra={"rtc_lost_tick_policy": "slew"}))
+    assert slew.rtc.policy == "slew"

@@ -91,8 +91,15 @@ class PcMachine(Machine):
 
     def _add_rtc(self) -> None:
         """The MC146818 RTC/CMOS at 0x70-0x73 (bank 0 index/data, second bank index/data),
-        IRQ8 on GSI 8, its time base from `rtc_base`."""
-        self.rtc = Rtc(self.clock, self.gsi.input(8, "rtc"), base=self.config.rtc_base)
+        IRQ8 on GSI 8, its time base from `rtc_base`; `extra["rtc_lost_tick_policy"]`
+        ("discard", QEMU's default, or "slew") picks the periodic interrupt's policy."""
+        policy = self.config.extra.get("rtc_lost_tick_policy", "discard")
+        self.rtc = Rtc(
+            self.clock,
+            self.gsi.input(8, "rtc"),
+            base=self.config.rtc_base,
+            lost_tick_policy=str(policy),
+        )
         self.ports.register(0x70, 4, self.rtc, "rtc")
 
     def _add_serial(self) -> None:
