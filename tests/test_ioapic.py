@@ -249,6 +249,31 @@ def test_qtest_window_and_pit_override_to_pin2() -> None:
     assert m.lapics[0].highest_pending() == 0x30
 
 
+def test_qtest_level_pin_redelivers_after_lapic_eoi() -> None:
+    """Through qtest: a level GSI asserted through `set_irq_in`, remote IRR visible in the
+    entry, the EOI written to CPU 0's window clears it and the still-asserted line delivers
+    again (IRR bit of vector 0x59 in IRR word 2 at 0xFEE00220)."""
+    m = PcMachine(PcConfig(smp=1))
+    s, out = qtest(m)
+    for line in (
+        "writel 0xfee000f0 0x1ff",
+        "writel 0xfec00000 0x22",  # pin 9 low word
+        "writel 0xfec00010 0x8059",  # level, vector 0x59
+        "set_irq_in ioapic unnamed-gpio-in 9 1",
+    ):
+        assert ask(s, out, line) == "OK\n"
+    assert ask(s, out, "readl 0xfec00010") == "OK 0x000000000000c059\n"  # remote IRR
+    assert ask(s, out, "readl 0xfee00220") == "OK 0x0000000002000000\n"
+    assert m.lapics[0].ack() == 0x59  # the CPU takes it
+    assert ask(s, out, "readl 0xfee00220") == "OK 0x0000000000000000\n"
+    assert ask(s, out, "writel 0xfee000b0 0") == "OK\n"
+    assert ask(s, out, "readl 0xfee00220") == "OK 0x0000000002000000\n"
+    assert ask(s, out, "set_irq_in ioapic unnamed-gpio-in 9 0") == "OK\n"
+    assert m.lapics[0].ack() == 0x59
+    assert ask(s, out, "writel 0xfee000b0 0") == "OK\n"
+    assert ask(s, out, "readl 0xfec00010") == "OK 0x0000000000008059\n"
+
+
 def test_pc_pins_16_to_19_and_cascade() -> None:
     """PIRQ GSIs 16-19 reach pins 16-19; GSI 2 is not wired to any pin."""
     m = PcMachine(PcConfig(smp=2))

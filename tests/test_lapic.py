@@ -404,6 +404,30 @@ def test_periodic_tick_coalesces_until_acknowledged() -> None:
     assert clock.next_deadline() == 1_000_010
 
 
+class LateClock(ManualClock):
+    """Fires due timers with now() already at the target, like a host clock running late."""
+
+    def set(self, target: int) -> int:
+        self._now = max(self._now, target)
+        return super().set(target)
+
+
+def test_late_periodic_callback_stays_on_the_period_grid() -> None:
+    """Lost-tick policy: a callback that runs late delivers one interrupt (one IRR bit) and
+    the next tick stays on the grid set by the initial-count write, not on the late instant."""
+    clock = LateClock()
+    a = LocalApic(0, clock, ApicBus(), bsp=True)
+    enable(a)
+    wr(a, LVT_TIMER, (1 << 17) | 0x31)
+    wr(a, TIMER_DCR, 0xB)
+    wr(a, TIMER_INIT, 1000)
+    clock.advance(3500)  # ticks at 1000, 2000 and 3000 all late: one interrupt
+    assert a.ack() == 0x31
+    assert a.irr == 0
+    assert clock.next_deadline() == 4000
+    assert rd(a, TIMER_CUR) == 500
+
+
 def test_masked_timer_counts_without_interrupts() -> None:
     """SDM 10.5.1: the mask inhibits the interrupt, not the count."""
     clock, a = one()
