@@ -7,6 +7,7 @@ hw/rtc/mc146818rtc.c and tests/qtest/rtc-test.c, the peer.
 from __future__ import annotations
 
 import calendar
+import logging
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -467,11 +468,19 @@ def test_day_of_week_counts_on_its_own() -> None:
     assert r.rd(WDAY) == 0x01
 
 
-def test_out_of_range_time_is_accepted_and_carries() -> None:
-    # Guest-writable values never raise; an impossible time carries like timegm().
+def test_out_of_range_time_is_accepted_carries_and_is_logged_rate_limited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Guest-writable values never raise; an impossible time carries like timegm() and is
+    # logged, at most a burst of messages however often the guest does it.
     r = Rig()
-    r.set_time({SEC: 0x7A, MIN: 0xFF, HOUR: 0xFF, MDAY: 0x00, MON: 0x13, YEAR: 0xFF})
+    with caplog.at_level(logging.WARNING, logger="southbridge.rtc"):
+        for _ in range(50):
+            r.set_time({SEC: 0x7A, MIN: 0xFF, HOUR: 0xFF, MDAY: 0x00, MON: 0x13, YEAR: 0xFF})
+    assert 1 <= len(caplog.records) <= r.rtc.log.burst
     assert all(0 <= v <= 0xFF for v in r.time())
+    r.set_time({SEC: 0x30, MIN: 0x00, HOUR: 0x24, MDAY: 0x01, MON: 0x01, YEAR: 0x25})
+    assert r.time() == (0x25, 0x01, 0x02, 0x00, 0x00, 0x30)  # hour 24 carried into the 2nd
     r.at(3 * NS)
     assert r.rd(D) == 0x80
 

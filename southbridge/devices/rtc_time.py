@@ -195,7 +195,7 @@ def parse(regs: Mapping[int, int], fmt: Format, dse: bool) -> Parsed:
     valid = (
         sec < 60
         and mnt < 60
-        and (hour < 24 if fmt.h24 else 1 <= h12 <= 12)
+        and (not hb & PM and hour < 24 if fmt.h24 else 1 <= h12 <= 12)
         and 1 <= wday <= 7
         and 1 <= mon <= 12
         and 1 <= mday <= days_in_month(year, mon)
