@@ -170,7 +170,7 @@ def test_msix_table_and_pba_through_the_bar() -> None:
 
 def test_msix_table_index_clamped() -> None:
     """XSA-164: indexes beyond the vector count never reach memory outside the table."""
-    root, dev, _, msix, base = msix_setup()
+    root, _dev, _, msix, base = msix_setup()
     table = bytes(msix.table)
     root.mmio.write(base + 4 * 16, 4, 0xDEADBEEF)  # entry 4 of a 4-entry table
     assert root.mmio.read(base + 4 * 16, 4) == 0
@@ -190,7 +190,7 @@ def test_msix_reserved_bits_read_zero() -> None:
 
 
 def test_msix_restore_validates() -> None:
-    _, dev, _, msix, _ = msix_setup()
+    _, _dev, _, msix, _ = msix_setup()
     good = msix.save()
     bad = dict(good, table="00" * (msix.table_size - 1))
     with pytest.raises(StateError):
