@@ -989,3 +989,32 @@ def test_lost_ticks_after_a_stalled_timer(policy: str) -> None:
     else:
         assert len(rises) == 1024
     assert rises == sorted(rises) and rises[-1] == NS
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    year=st.integers(1970, 2199),
+    day=st.sampled_from([(4, 20), (4, 24), (4, 30), (10, 24), (10, 31), (7, 1), (1, 1)]),
+    sod=st.integers(0, 86_399),
+    adj=st.integers(0, 6),
+)
+def test_dse_render_parse_round_trip_except_the_repeated_hour(
+    year: int, day: tuple[int, int], sod: int, adj: int
+) -> None:
+    # With DSE the shown time is standard time + 1 h inside [last Sunday in April 02:00,
+    # last Sunday in October 01:00 standard). Reading the bytes back gives the same instant,
+    # except in the repeated autumn hour, where the first (daylight) reading is taken.
+    s = rt.days_from_civil(year, *day) * rt.DAY + sod
+    fmt = rt.Format(False, True)
+    shown = rt.render(s, fmt, True, adj)
+    back = rt.parse(shown, fmt, True)
+    assert back.valid and back.wday_adj == adj
+    if back.seconds != s:
+        assert back.seconds == s - 3600
+        assert rt.dst_shift(s, True, adj) == 0 and rt.dst_shift(s - 3600, True, adj) == 3600
+    start, end = rt.dst_window(year, adj)
+    assert rt.dst_shift(s, True, adj) == (3600 if start <= s < end else 0)
+    for edge in (start, end):  # both fall on the chip's Sunday (day-of-week register 1)
+        assert (rt.weekday(edge // rt.DAY) + adj) % 7 == 0
+    assert rt.civil_from_days(start // rt.DAY)[1:] >= (4, 24)
+    assert rt.civil_from_days(end // rt.DAY)[1:] >= (10, 25)
