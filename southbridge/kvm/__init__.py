@@ -1,0 +1,23 @@
+"""Running a machine's devices under Linux KVM: ioctls, guest memory, vCPU threads, loaders.
+
+What this host's KVM (`kvm_pvm`, nested "pagetable virtual machine") was found to do, by
+tiny experiments with the modules here (see tests/test_kvm_*.py, which keep checking it):
+
+* API version 12. KVM_CAP_IMMEDIATE_EXIT, READONLY_MEM, SET_TSS_ADDR,
+  SET_IDENTITY_MAP_ADDR, EXT_CPUID, INTERNAL_ERROR_DATA, X86_USER_SPACE_MSR and
+  X86_MSR_FILTER are all present; NR_VCPUS recommends 2, MAX_VCPUS is 1024.
+* A vCPU starts at the architectural reset state (CS=F000 base FFFF0000, IP=FFF0, real
+  mode) and real-mode code at the reset vector runs, slowly (it is emulated); a port-I/O
+  exit round trip costs about 20-25 us from Python.
+* Without an in-kernel irqchip HLT exits to userspace (KVM_EXIT_HLT), KVM_INTERRUPT injects
+  a vector when `ready_for_interrupt_injection` and IF are set, and
+  `request_interrupt_window` produces KVM_EXIT_IRQ_WINDOW_OPEN.
+* A signal to the vCPU thread ends KVM_RUN with EINTR; `immediate_exit` makes the next
+  KVM_RUN return EINTR at once, which closes the race between "checked for work" and
+  "entered the guest".
+* Writes to a KVM_MEM_READONLY slot exit as KVM_EXIT_MMIO; fetching code from memory no
+  slot backs ends in KVM_EXIT_INTERNAL_ERROR (emulation failure); a triple fault exits as
+  KVM_EXIT_SHUTDOWN.
+* Known to fail on this host: INT3, CMPXCHG16B and INVPCID in the guest, so CPUID hides
+  CMPXCHG16B and INVPCID.
+"""

@@ -1,0 +1,72 @@
+"""Build the bundled assembly guests (southbridge/guests/*.S) with the system's `as` and `ld`.
+
+Images are cached under $SOUTHBRIDGE_CACHE (default ~/.cache/southbridge/guests) by a hash
+of the source, the included files and the linker script, so a changed guest is rebuilt and
+an unchanged one is built once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+GUEST_DIR = Path(__file__).resolve().parent.parent / "guests"
+LINKER_SCRIPT = "guest.ld"
+
+
+class GuestBuildError(Exception):
+    """A bundled guest could not be built (no assembler, or the source does not assemble)."""
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("SOUTHBRIDGE_CACHE")
+    base = Path(env) if env else Path.home() / ".cache" / "southbridge"
+    return base / "guests"
+
+
+def available() -> list[str]:
+    """Names of the bundled guests (sources that have a reset vector)."""
+    return sorted(p.stem for p in GUEST_DIR.glob("*.S") if not p.stem.startswith("_"))
+
+
+def _digest(source: Path) -> str:
+    h = hashlib.sha256()
+    for p in [source, GUEST_DIR / LINKER_SCRIPT, *sorted(GUEST_DIR.glob("_*.S"))]:
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build(name: str) -> Path:
+    """Path of the flat binary for guest `name`, building it if the cache lacks it."""
+    source = GUEST_DIR / f"{name}.S"
+    if not source.is_file():
+        raise GuestBuildError(f"no bundled guest named {name!r} (have: {', '.join(available())})")
+    out = cache_dir() / f"{name}-{_digest(source)}.bin"
+    if out.is_file():
+        return out
+    for tool in ("as", "ld"):
+        if shutil.which(tool) is None:
+            raise GuestBuildError(f"building guest {name!r} needs '{tool}' (binutils)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sbguest-") as tmp:
+        obj = Path(tmp) / f"{name}.o"
+        binary = Path(tmp) / f"{name}.bin"
+        for cmd in (
+            ["as", "--32", "-I", str(GUEST_DIR), "-o", str(obj), str(source)],
+            ["ld", "-m", "elf_i386", "-T", str(GUEST_DIR / LINKER_SCRIPT), "-o", str(binary),
+             str(obj)],
+        ):
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise GuestBuildError(
+                    f"building guest {name!r}: {' '.join(cmd[:1])} failed:\n{proc.stderr.strip()}"
+                )
+        # Atomic publish: concurrent builders (pytest-xdist) never see a partial image.
+        tmp_out = out.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copyfile(binary, tmp_out)
+        os.replace(tmp_out, out)
+    return out

@@ -1,0 +1,118 @@
+"""One run of a machine under KVM: VM, memory slots, vCPU threads, the timer thread, and
+the decision of when and why the run ends."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from southbridge.core.clock import HostClock
+from southbridge.kvm.system import DEFAULT_DEVICE, Kvm
+from southbridge.kvm.vcpu import InterruptController, RunEnd, Vcpu, ensure_kick_signal
+from southbridge.kvm.vm import Vm
+from southbridge.machine.base import Machine, RunRequest
+
+logger = logging.getLogger("southbridge.kvm")
+
+JOIN_TIMEOUT = 5.0
+
+
+class KvmSession:
+    """Runs `machine` on `cpus` vCPUs. `irqs[i]` is vCPU i's interrupt controller (default:
+    the machine's 8259 pair on vCPU 0, as long as the local APIC is not run under KVM)."""
+
+    def __init__(
+        self,
+        machine: Machine,
+        cpus: int = 1,
+        irqs: list[InterruptController | None] | None = None,
+        device: str = DEFAULT_DEVICE,
+    ) -> None:
+        if cpus < 1:
+            raise ValueError("at least one vCPU")
+        self.machine = machine
+        if irqs is None:
+            pic: InterruptController | None = getattr(machine, "pic", None)
+            irqs = [pic] + [None] * (cpus - 1)
+        self.kvm = Kvm(device)
+        self.vm: Vm | None = None
+        self.vcpus: list[Vcpu] = []
+        self._result: RunEnd | None = None
+        self._done = threading.Event()
+        self._result_lock = threading.Lock()
+        try:
+            ensure_kick_signal()
+            self.vm = Vm(self.kvm)
+            self.vm.sync_memory(machine.memory)
+            for i in range(cpus):
+                self.vcpus.append(Vcpu(self.kvm, self.vm.fd, i, machine, irqs[i], self.end))
+        except BaseException:
+            self.close()
+            raise
+        machine.on_request(self._on_request)
+
+    def _on_request(self, req: RunRequest) -> None:
+        status = req.status if req.kind == "exit" else 0
+        self.end(RunEnd(req.kind, status, f"guest requested {req.kind}"))
+
+    def end(self, result: RunEnd) -> None:
+        """End the run (first caller wins) and wake every vCPU so it notices."""
+        with self._result_lock:
+            if self._result is not None:
+                return
+            self._result = result
+        self._done.set()
+        for v in self.vcpus:
+            v.stop.set()
+            v.kick()
+
+    def run(self, timeout: float | None = None) -> RunEnd:
+        """Run until the guest ends the run, an error, or `timeout` seconds of host time."""
+        clock = self.machine.clock
+        stop_timers = threading.Event()
+        threads = [
+            threading.Thread(target=v.run, name=f"vcpu{v.index}", daemon=True)
+            for v in self.vcpus
+        ]
+        timer_thread = None
+        if isinstance(clock, HostClock):
+            timer_thread = threading.Thread(
+                target=clock.run, args=(stop_timers, self.machine.lock), name="timers",
+                daemon=True,
+            )
+            timer_thread.start()
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        try:
+            while not self._done.wait(0.2):
+                if timeout is not None and time.monotonic() - start >= timeout:
+                    self.end(RunEnd("timeout", 124, f"timeout after {timeout:g} s"))
+                    break
+        finally:
+            self.end(RunEnd("stopped", 130, "interrupted"))  # no-op when already ended
+            for t in threads:
+                t.join(JOIN_TIMEOUT)
+            stop_timers.set()
+            if isinstance(clock, HostClock):
+                clock.wake()
+            if timer_thread is not None:
+                timer_thread.join(JOIN_TIMEOUT)
+        assert self._result is not None
+        return self._result
+
+    def close(self) -> None:
+        for v in self.vcpus:
+            v.close()
+        self.vcpus = []
+        if self.vm is not None:
+            self.vm.close()
+            self.vm = None
+        self.kvm.close()
+
+    def __enter__(self) -> KvmSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

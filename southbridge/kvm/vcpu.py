@@ -1,0 +1,360 @@
+"""A vCPU: its fd, the shared kvm_run page, registers, CPUID, and the run loop (one thread).
+
+The loop turns exits into bus accesses under `machine.lock` and injects the interrupt
+controller's INTR with KVM_INTERRUPT (userspace irqchip: the in-kernel one is never created).
+Waking a vCPU (`kick`) sets `immediate_exit` and sends SIGUSR1 to its thread: the signal
+ends a KVM_RUN in progress with EINTR and `immediate_exit` makes one about to start return
+at once, so a kick between "checked for work" and "entered the guest" is never lost.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import mmap
+import os
+import signal
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from southbridge.core.irq import IrqLine
+from southbridge.kvm import abi
+from southbridge.kvm.system import Kvm, KvmError, ioctl
+from southbridge.machine.base import Machine
+
+logger = logging.getLogger("southbridge.kvm")
+
+KICK_SIGNAL = signal.SIGUSR1
+
+_EXIT_OFF = abi.kvm_run.exit.offset
+_IO = struct.Struct("<BBHIQ")  # direction, size, port, count, data_offset
+_MMIO = struct.Struct("<Q8sIB")  # phys_addr, data, len, is_write
+_X86_EFLAGS_IF = 1 << 9
+
+# CPUID bits hidden from the guest (leaf, subleaf, register, mask): devices we do not run
+# under KVM yet (the local APIC and what hangs off it) and instructions this host's KVM
+# fails on (CMPXCHG16B, INVPCID; see the package docstring).
+CPUID_MASKS: tuple[tuple[int, int | None, str, int], ...] = (
+    (1, None, "edx", 1 << 9),  # APIC
+    (1, None, "ecx", (1 << 21) | (1 << 24) | (1 << 13)),  # x2APIC, TSC-deadline, CX16
+    (7, 0, "ebx", 1 << 10),  # INVPCID
+)
+# KVM paravirtual features a guest may use without a userspace LAPIC: the clock only.
+KVM_PV_LEAF = 0x40000001
+KVM_PV_ALLOWED = (1 << 0) | (1 << 3) | (1 << 24)  # CLOCKSOURCE, CLOCKSOURCE2, STABLE
+
+
+class InterruptController(Protocol):
+    """What a vCPU needs from the controller wired to its INTR pin (the 8259 pair now, a
+    local APIC per vCPU later): a level that is high while a vector waits, and the INTA
+    cycle that returns the vector."""
+
+    intr: IrqLine
+
+    def acknowledge(self) -> int: ...
+
+
+@dataclass
+class RunEnd:
+    """Why a run ended. `reason`: exit | poweroff | reset | triple-fault | timeout | error."""
+
+    reason: str
+    status: int
+    message: str = ""
+
+
+def ensure_kick_signal() -> None:
+    """Install a no-op SIGUSR1 handler (main thread only) so kicks interrupt KVM_RUN
+    instead of killing the process."""
+    current = signal.getsignal(KICK_SIGNAL)
+    if current in (signal.SIG_DFL, None):
+        if threading.current_thread() is not threading.main_thread():
+            raise KvmError("the KVM run must be started from the main thread (signal set-up)")
+        signal.signal(KICK_SIGNAL, lambda signum, frame: None)
+        signal.siginterrupt(KICK_SIGNAL, True)
+
+
+class Vcpu:
+    """One vCPU of a `Vm`, running `machine`'s devices."""
+
+    def __init__(
+        self,
+        kvm: Kvm,
+        vm_fd: int,
+        index: int,
+        machine: Machine,
+        irq: InterruptController | None,
+        end: Callable[[RunEnd], None],
+    ) -> None:
+        self.index = index
+        self.machine = machine
+        self.irq = irq
+        self._end = end
+        try:
+            self.fd = ioctl(vm_fd, abi.KVM_CREATE_VCPU, index)
+        except OSError as e:
+            raise KvmError(f"KVM_CREATE_VCPU {index} failed: {e.strerror}") from None
+        self._map = mmap.mmap(self.fd, kvm.vcpu_mmap_size(), mmap.MAP_SHARED,
+                              mmap.PROT_READ | mmap.PROT_WRITE)
+        self.run_struct = abi.kvm_run.from_buffer(self._map)
+        self._setup_cpuid(kvm)
+        self._reset_regs = self.get_regs()
+        self._reset_sregs = self.get_sregs()
+        self._cond = threading.Condition(threading.Lock())
+        self._kicked = False
+        self._thread_ident: int | None = None
+        self.stop = threading.Event()
+        self.exits = 0
+        self.injected = 0
+
+    # -- state -------------------------------------------------------------------------------
+    def _setup_cpuid(self, kvm: Kvm) -> None:
+        entries = kvm.supported_cpuid()
+        for e in entries:
+            for leaf, sub, reg, mask in CPUID_MASKS:
+                if e.function == leaf and (sub is None or e.index == sub):
+                    setattr(e, reg, getattr(e, reg) & ~mask)
+            if e.function == 1:
+                # Initial APIC ID and logical processor count seen by this vCPU.
+                e.ebx = (e.ebx & 0x0000FFFF) | (1 << 16) | ((self.index & 0xFF) << 24)
+            elif e.function in (0xB, 0x1F):
+                e.edx = self.index
+            elif e.function == KVM_PV_LEAF:
+                e.eax &= KVM_PV_ALLOWED
+        buf = abi.cpuid2_type(len(entries))()
+        buf.nent = len(entries)
+        for i, e in enumerate(entries):
+            buf.entries[i] = e
+        try:
+            ioctl(self.fd, abi.KVM_SET_CPUID2, buf)
+        except OSError as e2:
+            raise KvmError(f"KVM_SET_CPUID2 failed: {e2.strerror}") from None
+
+    def get_regs(self) -> abi.kvm_regs:
+        regs = abi.kvm_regs()
+        ioctl(self.fd, abi.KVM_GET_REGS, regs)
+        return regs
+
+    def set_regs(self, regs: abi.kvm_regs) -> None:
+        ioctl(self.fd, abi.KVM_SET_REGS, regs)
+
+    def get_sregs(self) -> abi.kvm_sregs:
+        sregs = abi.kvm_sregs()
+        ioctl(self.fd, abi.KVM_GET_SREGS, sregs)
+        return sregs
+
+    def set_sregs(self, sregs: abi.kvm_sregs) -> None:
+        ioctl(self.fd, abi.KVM_SET_SREGS, sregs)
+
+    def reset(self) -> None:
+        """Back to the architectural reset state captured at creation (CS:IP F000:FFF0)."""
+        self.set_regs(self._reset_regs)
+        self.set_sregs(self._reset_sregs)
+
+    def dump_registers(self) -> str:
+        """The registers in QEMU's `info registers` layout, for error reports."""
+        try:
+            r, s = self.get_regs(), self.get_sregs()
+        except OSError as e:
+            return f"(registers unavailable: {e.strerror})"
+        lines = [
+            f"RAX={r.rax:016x} RBX={r.rbx:016x} RCX={r.rcx:016x} RDX={r.rdx:016x}",
+            f"RSI={r.rsi:016x} RDI={r.rdi:016x} RBP={r.rbp:016x} RSP={r.rsp:016x}",
+            f"R8 ={r.r8:016x} R9 ={r.r9:016x} R10={r.r10:016x} R11={r.r11:016x}",
+            f"R12={r.r12:016x} R13={r.r13:016x} R14={r.r14:016x} R15={r.r15:016x}",
+            f"RIP={r.rip:016x} RFL={r.rflags:08x}",
+        ]
+        for name in abi.SEGMENT_NAMES:
+            seg = getattr(s, name)
+            lines.append(
+                f"{name.upper():3}={seg.selector:04x} {seg.base:016x} {seg.limit:08x} "
+                f"type={seg.type:x} s={seg.s} dpl={seg.dpl} p={seg.present} db={seg.db} "
+                f"l={seg.l} g={seg.g}"
+            )
+        lines += [
+            f"GDT={s.gdt.base:016x} {s.gdt.limit:08x} IDT={s.idt.base:016x} {s.idt.limit:08x}",
+            f"CR0={s.cr0:08x} CR2={s.cr2:016x} CR3={s.cr3:016x} CR4={s.cr4:08x} "
+            f"EFER={s.efer:016x}",
+        ]
+        return "\n".join(lines)
+
+    # -- waking ------------------------------------------------------------------------------
+    def kick(self) -> None:
+        """Make the vCPU look at its interrupt controller and stop flag soon (any thread)."""
+        with self._cond:
+            self._kicked = True
+            self._cond.notify_all()
+        ident = self._thread_ident
+        if ident is None or ident == threading.get_ident():
+            return  # not running, or the vCPU itself: it checks before its next entry
+        self.run_struct.immediate_exit = 1
+        try:
+            signal.pthread_kill(ident, KICK_SIGNAL)
+        except (ProcessLookupError, OSError):
+            pass  # the thread already ended
+
+    def _on_intr(self, level: bool) -> None:
+        if level:
+            self.kick()
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> None:
+        """Thread body: run until `stop` is set or the guest ends the run."""
+        self._thread_ident = threading.get_ident()
+        if self.irq is not None:
+            self.irq.intr.connect(self._on_intr)
+        try:
+            self._loop()
+        except Exception as e:
+            logger.exception("vCPU %d loop failed", self.index)
+            self._end(RunEnd("error", 1, f"vCPU {self.index}: internal error: {e!r}"))
+        finally:
+            if self.irq is not None:
+                self.irq.intr.disconnect(self._on_intr)
+            self._thread_ident = None
+
+    def _fail(self, what: str) -> None:
+        msg = f"vCPU {self.index}: {what}\n{self.dump_registers()}"
+        self._end(RunEnd("error", 1, msg))
+
+    def _loop(self) -> None:
+        run = self.run_struct
+        buf = self._map
+        fd = self.fd
+        stop = self.stop
+        irq = self.irq
+        lock = self.machine.lock
+        machine = self.machine
+        while not stop.is_set():
+            if irq is not None:
+                self._inject(run, irq)
+            try:
+                ioctl(fd, abi.KVM_RUN)
+            except OSError as e:
+                if e.errno in (errno.EINTR, errno.EAGAIN):
+                    run.immediate_exit = 0
+                    with self._cond:
+                        self._kicked = False
+                    continue
+                self._fail(f"KVM_RUN failed: {e.strerror}")
+                return
+            self.exits += 1
+            reason = run.exit_reason
+            if reason == abi.KVM_EXIT_IO:
+                direction, size, port, count, off = _IO.unpack_from(buf, _EXIT_OFF)
+                with lock:
+                    if direction == abi.KVM_EXIT_IO_OUT:
+                        write = machine.ports.write
+                        for i in range(off, off + count * size, size):
+                            write(port, size, int.from_bytes(buf[i : i + size], "little"))
+                    else:
+                        read = machine.ports.read
+                        for i in range(off, off + count * size, size):
+                            buf[i : i + size] = read(port, size).to_bytes(size, "little")
+            elif reason == abi.KVM_EXIT_MMIO:
+                self._mmio(buf)
+            elif reason == abi.KVM_EXIT_HLT:
+                self._halt(run, irq)
+            elif reason == abi.KVM_EXIT_IRQ_WINDOW_OPEN or reason == abi.KVM_EXIT_INTR:
+                pass  # the injection check at the top of the loop does the work
+            elif reason == abi.KVM_EXIT_SHUTDOWN:
+                msg = f"vCPU {self.index}: triple fault (shutdown)\n{self.dump_registers()}"
+                self._end(RunEnd("triple-fault", 0, msg))
+                return
+            elif reason == abi.KVM_EXIT_SYSTEM_EVENT:
+                kind = run.exit.system_event.type
+                if kind == abi.KVM_SYSTEM_EVENT_RESET:
+                    self._end(RunEnd("reset", 0, "system reset event"))
+                elif kind == abi.KVM_SYSTEM_EVENT_SHUTDOWN:
+                    self._end(RunEnd("poweroff", 0, "system shutdown event"))
+                else:
+                    self._fail(f"system event {kind}")
+                return
+            elif reason == abi.KVM_EXIT_INTERNAL_ERROR:
+                self._fail(self._describe_internal(run))
+                return
+            elif reason == abi.KVM_EXIT_FAIL_ENTRY:
+                code = run.exit.fail_entry.hardware_entry_failure_reason
+                self._fail(f"KVM entry failed, hardware error 0x{code:x}")
+                return
+            else:
+                name = abi.EXIT_NAMES.get(reason, "?")
+                self._fail(f"unexpected KVM exit {reason} ({name})")
+                return
+
+    def _inject(self, run: abi.kvm_run, irq: InterruptController) -> None:
+        if irq.intr.level:
+            if run.ready_for_interrupt_injection and run.if_flag:
+                with self.machine.lock:
+                    vector = irq.acknowledge()
+                    still = irq.intr.level
+                ioctl(self.fd, abi.KVM_INTERRUPT, abi.kvm_interrupt(vector & 0xFF))
+                self.injected += 1
+                # Another request behind this one: exit as soon as the guest can take it.
+                run.request_interrupt_window = 1 if still else 0
+            else:
+                run.request_interrupt_window = 1
+        elif run.request_interrupt_window:
+            run.request_interrupt_window = 0
+
+    def _mmio(self, buf: mmap.mmap) -> None:
+        addr, data, length, is_write = _MMIO.unpack_from(buf, _EXIT_OFF)
+        length = min(length, 8)
+        machine = self.machine
+        region = machine.memory.find(addr)
+        if region is not None and region.readonly:
+            return  # a write to ROM (a KVM_MEM_READONLY slot): dropped, as by the chip
+        with machine.lock:
+            if is_write:
+                value = int.from_bytes(data[:length], "little")
+                if length in (1, 2, 4, 8):
+                    machine.mmio.write(addr, length, value)
+                else:
+                    machine.space.write_bytes(addr, data[:length])
+            else:
+                if length in (1, 2, 4, 8):
+                    out = machine.mmio.read(addr, length).to_bytes(length, "little")
+                else:
+                    out = machine.space.read_bytes(addr, length)
+                off = _EXIT_OFF + 8
+                buf[off : off + length] = out
+
+    def _halt(self, run: abi.kvm_run, irq: InterruptController | None) -> None:
+        """HLT: sleep until an interrupt can wake the CPU (INTR high and IF set) or the run
+        ends. With IF clear only NMI/INIT/reset wake a halted CPU, so it sleeps on."""
+        if_set = bool(run.if_flag)
+        with self._cond:
+            while not self.stop.is_set():
+                if if_set and irq is not None and irq.intr.level:
+                    break
+                self._kicked = False
+                self._cond.wait(0.5)  # bounded: a missed notify delays, never hangs
+
+    def _describe_internal(self, run: abi.kvm_run) -> str:
+        internal = run.exit.internal
+        sub = internal.suberror
+        names = {
+            abi.KVM_INTERNAL_ERROR_EMULATION: "instruction emulation failed",
+            abi.KVM_INTERNAL_ERROR_SIMUL_EX: "exception while delivering an exception",
+            abi.KVM_INTERNAL_ERROR_DELIVERY_EV: "exit while delivering an event",
+            abi.KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: "unexpected exit reason",
+        }
+        text = f"KVM internal error {sub}: {names.get(sub, 'unknown')}"
+        if sub == abi.KVM_INTERNAL_ERROR_EMULATION:
+            em = run.exit.emulation_failure
+            if em.flags & abi.KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES:
+                n = min(em.insn_size, 15)
+                text += f"; instruction bytes: {bytes(em.insn_bytes[:n]).hex(' ')}"
+        else:
+            n = min(internal.ndata, 16)
+            if n:
+                text += "; data: " + " ".join(f"0x{internal.data[i]:x}" for i in range(n))
+        return text
+
+    def close(self) -> None:
+        del self.run_struct
+        self._map.close()
+        os.close(self.fd)
