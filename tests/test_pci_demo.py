@@ -162,3 +162,32 @@ def test_state_round_trip_and_validation() -> None:
         m2.demo.restore(bad)
     with pytest.raises(StateError):
         m2.demo.restore(dict(state, device=dict(state["device"], buffer="00")))
+
+
+def test_unaligned_accesses_never_resize_state() -> None:
+    """A DWORD at an unaligned offset reads the bytes of the aligned registers and never
+    grows the buffer (the bus passes unaligned accesses that stay inside the BAR)."""
+    m, dev = setup()
+    m.mmio.write(BAR0 + BUF_OFFSET, 4, 0x44332211)
+    m.mmio.write(BAR0 + BUF_OFFSET + 4, 4, 0x88776655)
+    assert m.mmio.read(BAR0 + BUF_OFFSET + 2, 4) == 0x66554433
+    assert m.mmio.read(BAR0 + 2, 4) == (DEMO_ID >> 16) | (~0 & 0xFFFF) << 16
+    m.mmio.write(BAR0 + 0xFFA, 4, 0xAABBCCDD)
+    assert dev.buffer[0x7FA:0x7FE] == b"\xdd\xcc\xbb\xaa" and len(dev.buffer) == 0x800
+    m.mmio.write(BAR0 + 0xFFD, 8, 2**64 - 1)  # straddles the BAR's end: split by the bus
+    assert len(dev.buffer) == 0x800
+    m.mmio.write(BAR0 + 0x0E, 4, 0xFFFFFFFF)  # unaligned register write: ignored
+    assert m.mmio.read(BAR0 + 0x08, 4) == 0
+    dev.restore(dev.save())
+
+
+def test_dma_onto_its_own_command_register_does_not_recurse() -> None:
+    m, dev = setup()
+    dev.buffer[0:4] = (DMA_START | DMA_TO_MEMORY).to_bytes(4, "little")
+    m.mmio.write(BAR0 + 0x20, 4, 0)
+    m.mmio.write(BAR0 + 0x28, 4, BAR0 + 0x34)
+    m.mmio.write(BAR0 + 0x2C, 4, 0)
+    m.mmio.write(BAR0 + 0x30, 4, 4)
+    m.mmio.write(BAR0 + 0x34, 4, DMA_START | DMA_TO_MEMORY)
+    assert m.mmio.read(BAR0 + 0x34, 4) & DMA_ERROR
+    assert m.mmio.faults == 0

@@ -89,7 +89,12 @@ def _rom_image(vendor: int, device: int, class_code: int, size: int) -> bytes:
 
 
 class _Registers(BusDevice):
-    """BAR0 (and the BAR1 mirror): the register block and the DMA buffer."""
+    """BAR0 (and the BAR1 mirror): the register block and the DMA buffer.
+
+    The bus hands over DWORDs, possibly unaligned inside the BAR: reads gather the bytes
+    from the aligned registers (reads have no side effects); an unaligned write reaches the
+    buffer byte by byte and is ignored by the registers, which only take whole DWORDs.
+    """
 
     io_sizes = frozenset({4})
 
@@ -98,10 +103,23 @@ class _Registers(BusDevice):
         self.name = name
 
     def read(self, offset: int, size: int) -> int:
-        return self.dev.reg_read(offset)
+        if not offset & 3:
+            return self.dev.reg_read(offset)
+        value = 0
+        for i in range(size):
+            a = offset + i
+            value |= ((self.dev.reg_read(a & ~3) >> (8 * (a & 3))) & 0xFF) << (8 * i)
+        return value
 
     def write(self, offset: int, size: int, value: int) -> None:
-        self.dev.reg_write(offset, value)
+        if not offset & 3:
+            self.dev.reg_write(offset, value)
+        elif offset >= BUF_OFFSET:
+            o = offset - BUF_OFFSET
+            n = max(0, min(size, BUF_SIZE - o))
+            self.dev.buffer[o : o + n] = value.to_bytes(size, "little")[:n]
+        else:
+            self.dev.log.debug("demo-unaligned", "demo: unaligned register write at 0x%x", offset)
 
 
 class _Memory(BusDevice):
@@ -151,6 +169,7 @@ class DemoDevice(PciFunction):
         self.dma_count = 0
         self.dma_cmd = 0
         self.buffer = bytearray(BUF_SIZE)
+        self._dma_active = False
         self.memory = bytearray(PREF_SIZE)
         self.set_interrupt_pin(1)
         regs = _Registers(self, f"{name}-mmio")
@@ -169,6 +188,7 @@ class DemoDevice(PciFunction):
 
     # -- registers -----------------------------------------------------------------------
     def reg_read(self, offset: int) -> int:
+        """The DWORD register at `offset` (a multiple of 4)."""
         if offset >= BUF_OFFSET:
             o = offset - BUF_OFFSET
             return int.from_bytes(self.buffer[o : o + 4], "little")
@@ -190,10 +210,12 @@ class DemoDevice(PciFunction):
         return 0
 
     def reg_write(self, offset: int, value: int) -> None:
+        """A DWORD write to the register at `offset` (a multiple of 4)."""
         value &= 0xFFFFFFFF
         if offset >= BUF_OFFSET:
             o = offset - BUF_OFFSET
-            self.buffer[o : o + 4] = value.to_bytes(4, "little")
+            if o + 4 <= BUF_SIZE:
+                self.buffer[o : o + 4] = value.to_bytes(4, "little")
             return
         match offset:
             case 0x04:
@@ -211,9 +233,18 @@ class DemoDevice(PciFunction):
             case 0x30:
                 self.dma_count = value
             case 0x34:
+                if self._dma_active:
+                    # The engine is busy (a transfer wrote to its own command register):
+                    # the start is refused and the transfer flagged, never recursed into.
+                    self.dma_cmd |= DMA_ERROR
+                    return
                 self.dma_cmd = value & (DMA_TO_MEMORY | DMA_IRQ)
                 if value & DMA_START:
-                    self._do_dma()
+                    self._dma_active = True
+                    try:
+                        self._do_dma()
+                    finally:
+                        self._dma_active = False
             case _:
                 self.log.debug("demo-reg", "demo: write to undefined register 0x%x", offset)
 
