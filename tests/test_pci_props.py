@@ -148,6 +148,14 @@ ops = st.one_of(
     st.tuples(st.just("cf8raw"), st.integers(0, 7), st.sampled_from([1, 2, 4]), values),
     st.tuples(st.just("mmio"), st.integers(0, 0x1FFF), st.sampled_from([1, 2, 4, 8]), values),
     st.tuples(st.just("irq"), st.integers(0, 4), values),
+    st.tuples(
+        st.just("dma"),
+        st.integers(0, 4),
+        st.sampled_from([0x1000, 0x7F0, 0xFEB00034, 0xFEB00800, 2**64 - 16, 0xFFFFF]),
+        st.sampled_from([0x2000, 0x10, 0xFEB00034, 0xFEB00800, 2**64 - 8]),
+        st.sampled_from([0, 4, 16, 0x800, 0xFFFFFFFF]),
+        st.integers(0, 7),
+    ),
 )
 
 
@@ -177,13 +185,32 @@ def apply(m: PcMachine, op: tuple[Any, ...]) -> None:
         m.ports.write(0xCF8 + (off & 7), size, value & ((1 << (8 * size)) - 1))
         m.ports.read(0xCF8 + (off & 7), size)
     elif kind == "mmio":
-        # Poke wherever the demo's BARs currently are (and whatever else is there).
+        # Poke wherever a BAR currently is, at any offset (unaligned and straddling too).
         _, off, size, value = op
-        for r in list(m.pci_bus.mapped().values()):
-            if r.length > off:
-                m.space.write(r.base + off - off % size, size, value)
-                m.space.read(r.base + off - off % size, size)
-                break
+        regions = sorted(m.pci_bus.mapped().values(), key=lambda r: r.base)
+        if regions:
+            r = regions[off % len(regions)]
+            addr = r.base + off % r.length
+            if isinstance(r.owner, Bar) and r.owner.is_io:
+                size = min(size, 4)
+                m.ports.write(addr & 0xFFFF, size, value & ((1 << (8 * size)) - 1))
+                m.ports.read(addr & 0xFFFF, size)
+            else:
+                m.space.write(addr, size, value)
+                m.space.read(addr, size)
+    elif kind == "dma":
+        _, which, src, dst, count, cmd = op
+        fns = [f for f in m.pci_bus.walk() if isinstance(f, DemoDevice)]
+        dev = fns[which % len(fns)]
+        for reg, v in (
+            (0x20, src),
+            (0x24, src >> 32),
+            (0x28, dst),
+            (0x2C, dst >> 32),
+            (0x30, count),
+            (0x34, cmd),
+        ):
+            dev.reg_write(reg, v & 0xFFFFFFFF)
     else:
         _, which, bits = op
         fns = [f for f in m.pci_bus.walk() if isinstance(f, DemoDevice)]
@@ -297,6 +324,7 @@ def test_any_config_sequence_keeps_invariants(seq: list[tuple[Any, ...]]) -> Non
     for op in seq:
         apply(m, op)
         check_registrations(m.pci_bus)
+    assert m.ports.faults == 0 and m.mmio.faults == 0  # no device raised on any access
     assert snapshot_ro(m) == ro
     assert chains(m) == ch
     check_registrations(m.pci_bus)
