@@ -198,3 +198,40 @@ def test_bus_state_round_trip_keeps_routing() -> None:
 def test_demo_device_at_slot_2_on_pc() -> None:
     m = machine()
     assert isinstance(m.demo, DemoDevice) and m.demo.address() == "00:02.0"
+
+
+def test_platform_reset_returns_power_on_state() -> None:
+    """RST#: configuration registers return to their defaults, decoding and interrupts off;
+    i440FX PAM/SMRAM (D_LCK too) reset and are reported to the machine."""
+    m = machine()
+    power_on = {fn.name: bytes(fn.config.data) for fn in m.pci_bus.walk()}
+    pams: list[tuple[int, int]] = []
+    m.i440fx.on_pam.append(lambda i, v: pams.append((i, v)))
+    m.i440fx.config_write(PAM0, 1, 0x30)
+    m.i440fx.config_write(SMRAM, 1, 0x10)
+    m.piix3.config_write(PIRQRC + 1, 1, 10)
+    m.demo.config_write(0x10, 4, 0xFEBF0000)
+    m.demo.config_write(0x04, 2, 0x7)
+    m.demo.raise_irq(1)
+    assert m.gsi.line(10).level and m.pci_bus.mapped()
+    m.pci_bus.reset()
+    m.pci_host.reset()
+    assert {fn.name: bytes(fn.config.data) for fn in m.pci_bus.walk()} == power_on
+    assert not m.gsi.line(10).level and not m.gsi.line(17).level
+    assert m.pci_bus.mapped() == {} and m.demo.int_status == 0
+    assert pams[-7:] == [(i, 0) for i in range(7)] and not m.i440fx.smram_locked
+
+
+def test_secondary_bus_reset_resets_only_the_functions_below() -> None:
+    """PCI-to-PCI Bridge 1.2, 3.2.5.18: Secondary Bus Reset forces RST# on the secondary."""
+    m = machine()
+    br = PciBridge()
+    m.pci_bus.add(br, 6)
+    below = DemoDevice(name="below")
+    br.add(below, 0)
+    below.config_write(0x3C, 1, 9)
+    m.demo.config_write(0x3C, 1, 9)
+    br.config_write(0x18, 4, 0x010100)
+    br.config_write(0x3E, 2, 0x40)
+    assert below.config.get(0x3C, 1) == 0 and m.demo.config.get(0x3C, 1) == 9
+    assert br.secondary_bus == 1  # the bridge itself keeps its configuration

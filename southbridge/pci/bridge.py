@@ -28,6 +28,7 @@ PREF_LIMIT_UPPER = 0x2C
 BRIDGE_CONTROL = 0x3E
 
 PREF_64 = 0x1
+SECONDARY_RESET = 1 << 6
 # Bridge control: parity response, SERR#, ISA, VGA, VGA 16-bit, master abort mode,
 # secondary bus reset, fast back-to-back.
 BRIDGE_CONTROL_WMASK = 0x00FF
@@ -113,6 +114,19 @@ class PciBridge(PciFunction):
                 if lo < hi:
                     mem.append((lo, hi))
         return io, mem
+
+    def on_config_write(self, offset: int, size: int) -> None:
+        # Secondary Bus Reset (bridge control bit 6): RST# is asserted on the secondary bus
+        # while the bit is set; its functions come back in their power-on state.
+        if offset <= BRIDGE_CONTROL < offset + size and (
+            self.config.get(BRIDGE_CONTROL, 2) & SECONDARY_RESET
+        ):
+            for fn in list(self.child.walk()):
+                fn.reset()
+
+    def reset_device(self) -> None:
+        for fn in list(self.child.walk()):
+            fn.reset()
 
     def add(self, fn: PciFunction, slot: int | None = None, function: int = 0) -> int:
         """Put a function on the secondary bus."""

@@ -81,6 +81,7 @@ class PciBus:
             raise ValueError(f"{slot:02x}.{function} is taken by {self.functions[devfn].name}")
         if fn.bus is not None:
             raise ValueError(f"{fn.name} is already on a bus")
+        fn.capture_power_on()
         fn.bus = self
         fn.devfn = devfn
         self.functions[devfn] = fn
@@ -210,6 +211,12 @@ class PciRoot(PciBus):
                 self._collect(
                     fn.child, _intersect(iow, cio), _intersect(memw, cmem), io, mem, d + 1
                 )
+
+    def reset(self) -> None:
+        """Platform reset: every function below returns to its power-on state."""
+        for fn in list(self.walk()):
+            fn.reset()
+        self.remap()
 
     def mapped(self) -> dict[object, Region]:
         """Every BAR currently decoded on either bus, by BAR object."""

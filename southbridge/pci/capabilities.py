@@ -64,6 +64,9 @@ class Capability:
     def after_write(self, offset: int, size: int) -> None:
         """React to a config write that changed bytes of this capability."""
 
+    def reset(self) -> None:
+        """Reset state kept outside config space."""
+
     def save(self) -> dict[str, Any]:
         return {}
 
@@ -285,10 +288,15 @@ class MsixCapability(Capability):
         self.table_offset = table_offset
         self.pba_offset = pba_offset
         self.table = bytearray(vectors * MSIX_ENTRY)
-        for v in range(vectors):
-            self.table[v * MSIX_ENTRY + 12] = 1  # vectors start masked (6.8.2.9)
         self.pba = bytearray(((vectors + 63) // 64) * 8)
+        self.reset()
         self.log = RateLimitedLog(logger)
+
+    def reset(self) -> None:
+        self.table[:] = bytes(len(self.table))
+        for v in range(self.vectors):
+            self.table[v * MSIX_ENTRY + 12] = 1  # vectors start masked (6.8.2.9)
+        self.pba[:] = bytes(len(self.pba))
 
     @property
     def length(self) -> int:

@@ -296,6 +296,12 @@ class DemoDevice(PciFunction):
         if self.dma_cmd & DMA_IRQ:
             self.raise_irq(DMA_DONE_BIT)
 
+    def reset_device(self) -> None:
+        self.liveness = self.int_status = 0
+        self.dma_src = self.dma_dst = self.dma_count = self.dma_cmd = 0
+        self.buffer[:] = bytes(BUF_SIZE)
+        self.memory[:] = bytes(PREF_SIZE)
+
     # -- state ---------------------------------------------------------------------------
     def save_device(self) -> dict[str, Any]:
         return {

@@ -93,6 +93,7 @@ class PciFunction:
         self._intx_request = False
         self._intx_sink: Sink | None = None
         self._intx_out = False
+        self._power_on: bytes | None = None
         cs = self.config
         cs.set(VENDOR_ID, 2, vendor)
         cs.set(DEVICE_ID, 2, device)
@@ -385,6 +386,30 @@ class PciFunction:
         self.config.set_bits(STATUS, 2, STS_INTERRUPT, intx)
         self.update_mappings()
         self._drive_intx()
+
+    def capture_power_on(self) -> None:
+        """Remember the constructed registers as the power-on state (the bus calls this when
+        the function is plugged in, after the subclass has built everything)."""
+        if self._power_on is None:
+            self._power_on = bytes(self.config.data)
+
+    def reset(self) -> None:
+        """Power-on reset (RST#): registers back to their power-on values, decoding off, no
+        interrupt asserted; the multi-function bit keeps reflecting the slot."""
+        if self._power_on is not None:
+            mf = self.config.get(HEADER_TYPE, 1) & HEADER_MULTIFUNCTION
+            self.config.data[:] = self._power_on
+            self.set_multifunction(bool(mf))
+        for cap in self.capabilities:
+            cap.reset()
+        self._intx_request = False
+        self.reset_device()
+        self.config.set_bits(STATUS, 2, STS_INTERRUPT, self._intx_request)
+        self.update_mappings()
+        self._drive_intx()
+
+    def reset_device(self) -> None:
+        """Subclass hook: reset state outside config space (after the registers)."""
 
     def save_device(self) -> dict[str, Any]:
         """Subclass hook: state outside config space."""

@@ -49,6 +49,9 @@ class PciHost:
             return None
         return (a >> 16) & 0xFF, (a >> 8) & 0xFF, a & 0xFC
 
+    def reset(self) -> None:
+        self.address = 0
+
     def save(self) -> dict[str, Any]:
         return {"kind": "pci-host", "version": 1, "address": self.address}
 

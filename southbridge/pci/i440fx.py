@@ -110,3 +110,11 @@ class I440fx(PciFunction):
         if offset <= SMRAM < offset + size:
             for smram_listener in self.on_smram:
                 smram_listener(self.smram)
+
+    def reset_device(self) -> None:
+        # PAM and SMRAM (D_LCK included) return to defaults: tell the machine.
+        for i in range(PAM_COUNT):
+            for listener in self.on_pam:
+                listener(i, self.pam(i))
+        for smram_listener in self.on_smram:
+            smram_listener(self.smram)

@@ -143,3 +143,7 @@ class Piix3(PciFunction):
     def restore_device(self, state: dict[str, object]) -> None:
         for n in range(4):
             self._route(n)
+
+    def reset_device(self) -> None:
+        for n in range(4):
+            self._route(n)
