@@ -42,16 +42,46 @@ def _iowr(nr: int, t: type[ctypes._CData] | int) -> int:
 
 # -- structures ---------------------------------------------------------------------------
 class kvm_regs(ctypes.Structure):
-    _fields_ = [(n, c_u64) for n in (
-        "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
-        "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags")]
+    _fields_ = [
+        (n, c_u64)
+        for n in (
+            "rax",
+            "rbx",
+            "rcx",
+            "rdx",
+            "rsi",
+            "rdi",
+            "rsp",
+            "rbp",
+            "r8",
+            "r9",
+            "r10",
+            "r11",
+            "r12",
+            "r13",
+            "r14",
+            "r15",
+            "rip",
+            "rflags",
+        )
+    ]
 
 
 class kvm_segment(ctypes.Structure):
     _fields_ = [
-        ("base", c_u64), ("limit", c_u32), ("selector", c_u16), ("type", c_u8),
-        ("present", c_u8), ("dpl", c_u8), ("db", c_u8), ("s", c_u8), ("l", c_u8),
-        ("g", c_u8), ("avl", c_u8), ("unusable", c_u8), ("padding", c_u8),
+        ("base", c_u64),
+        ("limit", c_u32),
+        ("selector", c_u16),
+        ("type", c_u8),
+        ("present", c_u8),
+        ("dpl", c_u8),
+        ("db", c_u8),
+        ("s", c_u8),
+        ("l", c_u8),
+        ("g", c_u8),
+        ("avl", c_u8),
+        ("unusable", c_u8),
+        ("padding", c_u8),
     ]
 
 
@@ -65,17 +95,26 @@ SEGMENT_NAMES = ("cs", "ds", "es", "fs", "gs", "ss", "tr", "ldt")
 class kvm_sregs(ctypes.Structure):
     _fields_ = [
         *[(n, kvm_segment) for n in SEGMENT_NAMES],
-        ("gdt", kvm_dtable), ("idt", kvm_dtable),
-        ("cr0", c_u64), ("cr2", c_u64), ("cr3", c_u64), ("cr4", c_u64), ("cr8", c_u64),
-        ("efer", c_u64), ("apic_base", c_u64),
+        ("gdt", kvm_dtable),
+        ("idt", kvm_dtable),
+        ("cr0", c_u64),
+        ("cr2", c_u64),
+        ("cr3", c_u64),
+        ("cr4", c_u64),
+        ("cr8", c_u64),
+        ("efer", c_u64),
+        ("apic_base", c_u64),
         ("interrupt_bitmap", c_u64 * 4),
     ]
 
 
 class kvm_userspace_memory_region(ctypes.Structure):
     _fields_ = [
-        ("slot", c_u32), ("flags", c_u32), ("guest_phys_addr", c_u64),
-        ("memory_size", c_u64), ("userspace_addr", c_u64),
+        ("slot", c_u32),
+        ("flags", c_u32),
+        ("guest_phys_addr", c_u64),
+        ("memory_size", c_u64),
+        ("userspace_addr", c_u64),
     ]
 
 
@@ -85,8 +124,13 @@ class kvm_interrupt(ctypes.Structure):
 
 class kvm_cpuid_entry2(ctypes.Structure):
     _fields_ = [
-        ("function", c_u32), ("index", c_u32), ("flags", c_u32),
-        ("eax", c_u32), ("ebx", c_u32), ("ecx", c_u32), ("edx", c_u32),
+        ("function", c_u32),
+        ("index", c_u32),
+        ("flags", c_u32),
+        ("eax", c_u32),
+        ("ebx", c_u32),
+        ("ecx", c_u32),
+        ("edx", c_u32),
         ("padding", c_u32 * 3),
     ]
 
@@ -130,7 +174,10 @@ class kvm_enable_cap(ctypes.Structure):
 # kvm_run and the members of its exit union that we read.
 class kvm_run_io(ctypes.Structure):
     _fields_ = [
-        ("direction", c_u8), ("size", c_u8), ("port", c_u16), ("count", c_u32),
+        ("direction", c_u8),
+        ("size", c_u8),
+        ("port", c_u16),
+        ("count", c_u32),
         ("data_offset", c_u64),
     ]
 
@@ -149,8 +196,11 @@ class kvm_run_internal(ctypes.Structure):
 
 class kvm_run_emulation_failure(ctypes.Structure):
     _fields_ = [
-        ("suberror", c_u32), ("ndata", c_u32), ("flags", c_u64),
-        ("insn_size", c_u8), ("insn_bytes", c_u8 * 15),
+        ("suberror", c_u32),
+        ("ndata", c_u32),
+        ("flags", c_u64),
+        ("insn_size", c_u8),
+        ("insn_bytes", c_u8 * 15),
     ]
 
 
@@ -163,26 +213,43 @@ class kvm_run_ex(ctypes.Structure):
 
 
 class kvm_run_msr(ctypes.Structure):
-    _fields_ = [("error", c_u8), ("pad", c_u8 * 7), ("reason", c_u32), ("index", c_u32),
-                ("data", c_u64)]
+    _fields_ = [
+        ("error", c_u8),
+        ("pad", c_u8 * 7),
+        ("reason", c_u32),
+        ("index", c_u32),
+        ("data", c_u64),
+    ]
 
 
 class kvm_run_exit(ctypes.Union):
     _fields_ = [
-        ("io", kvm_run_io), ("mmio", kvm_run_mmio), ("fail_entry", kvm_run_fail_entry),
-        ("internal", kvm_run_internal), ("emulation_failure", kvm_run_emulation_failure),
-        ("system_event", kvm_run_system_event), ("ex", kvm_run_ex), ("msr", kvm_run_msr),
+        ("io", kvm_run_io),
+        ("mmio", kvm_run_mmio),
+        ("fail_entry", kvm_run_fail_entry),
+        ("internal", kvm_run_internal),
+        ("emulation_failure", kvm_run_emulation_failure),
+        ("system_event", kvm_run_system_event),
+        ("ex", kvm_run_ex),
+        ("msr", kvm_run_msr),
         ("padding", ctypes.c_char * 256),
     ]
 
 
 class kvm_run(ctypes.Structure):
     _fields_ = [
-        ("request_interrupt_window", c_u8), ("immediate_exit", c_u8), ("padding1", c_u8 * 6),
-        ("exit_reason", c_u32), ("ready_for_interrupt_injection", c_u8), ("if_flag", c_u8),
-        ("flags", c_u16), ("cr8", c_u64), ("apic_base", c_u64),
+        ("request_interrupt_window", c_u8),
+        ("immediate_exit", c_u8),
+        ("padding1", c_u8 * 6),
+        ("exit_reason", c_u32),
+        ("ready_for_interrupt_injection", c_u8),
+        ("if_flag", c_u8),
+        ("flags", c_u16),
+        ("cr8", c_u64),
+        ("apic_base", c_u64),
         ("exit", kvm_run_exit),
-        ("kvm_valid_regs", c_u64), ("kvm_dirty_regs", c_u64),
+        ("kvm_valid_regs", c_u64),
+        ("kvm_dirty_regs", c_u64),
     ]
 
 
@@ -243,8 +310,11 @@ KVM_EXIT_SYSTEM_EVENT = 24
 KVM_EXIT_X86_RDMSR = 29
 KVM_EXIT_X86_WRMSR = 30
 
-EXIT_NAMES = {v: k[len("KVM_EXIT_"):] for k, v in dict(globals()).items()
-              if k.startswith("KVM_EXIT_") and isinstance(v, int)}
+EXIT_NAMES = {
+    v: k[len("KVM_EXIT_") :]
+    for k, v in dict(globals()).items()
+    if k.startswith("KVM_EXIT_") and isinstance(v, int)
+}
 
 KVM_EXIT_IO_IN = 0
 KVM_EXIT_IO_OUT = 1

@@ -57,8 +57,16 @@ def build(name: str) -> Path:
         binary = Path(tmp) / f"{name}.bin"
         for cmd in (
             ["as", "--32", "-I", str(GUEST_DIR), "-o", str(obj), str(source)],
-            ["ld", "-m", "elf_i386", "-T", str(GUEST_DIR / LINKER_SCRIPT), "-o", str(binary),
-             str(obj)],
+            [
+                "ld",
+                "-m",
+                "elf_i386",
+                "-T",
+                str(GUEST_DIR / LINKER_SCRIPT),
+                "-o",
+                str(binary),
+                str(obj),
+            ],
         ):
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:

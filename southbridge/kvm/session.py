@@ -72,13 +72,14 @@ class KvmSession:
         clock = self.machine.clock
         stop_timers = threading.Event()
         threads = [
-            threading.Thread(target=v.run, name=f"vcpu{v.index}", daemon=True)
-            for v in self.vcpus
+            threading.Thread(target=v.run, name=f"vcpu{v.index}", daemon=True) for v in self.vcpus
         ]
         timer_thread = None
         if isinstance(clock, HostClock):
             timer_thread = threading.Thread(
-                target=clock.run, args=(stop_timers, self.machine.lock), name="timers",
+                target=clock.run,
+                args=(stop_timers, self.machine.lock),
+                name="timers",
                 daemon=True,
             )
             timer_thread.start()

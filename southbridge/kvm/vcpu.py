@@ -9,6 +9,7 @@ at once, so a kick between "checked for work" and "entered the guest" is never l
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import mmap
@@ -97,8 +98,9 @@ class Vcpu:
             self.fd = ioctl(vm_fd, abi.KVM_CREATE_VCPU, index)
         except OSError as e:
             raise KvmError(f"KVM_CREATE_VCPU {index} failed: {e.strerror}") from None
-        self._map = mmap.mmap(self.fd, kvm.vcpu_mmap_size(), mmap.MAP_SHARED,
-                              mmap.PROT_READ | mmap.PROT_WRITE)
+        self._map = mmap.mmap(
+            self.fd, kvm.vcpu_mmap_size(), mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+        )
         self.run_struct = abi.kvm_run.from_buffer(self._map)
         self._setup_cpuid(kvm)
         self._reset_regs = self.get_regs()
@@ -176,8 +178,7 @@ class Vcpu:
             )
         lines += [
             f"GDT={s.gdt.base:016x} {s.gdt.limit:08x} IDT={s.idt.base:016x} {s.idt.limit:08x}",
-            f"CR0={s.cr0:08x} CR2={s.cr2:016x} CR3={s.cr3:016x} CR4={s.cr4:08x} "
-            f"EFER={s.efer:016x}",
+            f"CR0={s.cr0:08x} CR2={s.cr2:016x} CR3={s.cr3:016x} CR4={s.cr4:08x} EFER={s.efer:016x}",
         ]
         return "\n".join(lines)
 
@@ -191,10 +192,8 @@ class Vcpu:
         if ident is None or ident == threading.get_ident():
             return  # not running, or the vCPU itself: it checks before its next entry
         self.run_struct.immediate_exit = 1
-        try:
+        with contextlib.suppress(ProcessLookupError, OSError):  # the thread already ended
             signal.pthread_kill(ident, KICK_SIGNAL)
-        except (ProcessLookupError, OSError):
-            pass  # the thread already ended
 
     def _on_intr(self, level: bool) -> None:
         if level:

@@ -1,0 +1,129 @@
+"""`southbridge run`: a pc machine on the host clock, a BIOS image, KVM, and exit statuses.
+
+Exit status: the guest's isa-debug-exit status ((value << 1) | 1, low 8 bits); 0 when the
+guest powers off, or resets (or triple-faults) with --no-reboot; 124 when --timeout expires;
+1 when KVM reports an error (one message and a register dump on stderr); 2 for bad input
+(missing or unreadable image, image too big, no /dev/kvm or no permission), one line.
+Without --no-reboot a reset rebuilds the machine and runs the image again, like a PC's
+hard reset. With no --bios the bundled tour guest runs; it resets when done, and
+--no-reboot is implied so that ends the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from typing import TextIO
+
+from southbridge.core.clock import HostClock
+from southbridge.core.trace import QtestTracer
+from southbridge.kvm.loader import LoadError, map_bios, read_image
+from southbridge.kvm.session import KvmSession
+from southbridge.kvm.system import DEFAULT_DEVICE, KvmError
+from southbridge.kvm.vcpu import RunEnd
+from southbridge.machine.pc import PcConfig, PcMachine
+
+logger = logging.getLogger("southbridge.run")
+
+DEFAULT_GUEST = "tour"
+KVM_DEVICE_ENV = "SOUTHBRIDGE_KVM_DEVICE"
+MIN_MEMORY_MB = 2
+# RAM is one region from 1 MiB up; keep it below the PCI/firmware hole at 3.5 GiB.
+MAX_MEMORY_MB = 3584
+
+
+def _close_machine(machine: PcMachine) -> None:
+    for uart in getattr(machine, "serial", []):
+        uart.backend.close()
+    stream = getattr(machine, "debugcon_stream", None)
+    if stream is not None:
+        stream.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from southbridge.cli import UserError
+
+    kvm_device = args.kvm_device or os.environ.get(KVM_DEVICE_ENV) or DEFAULT_DEVICE
+    if args.smp != 1:
+        raise UserError(f"--smp {args.smp}: only 1 vCPU is supported for now")
+    if not MIN_MEMORY_MB <= args.memory <= MAX_MEMORY_MB:
+        raise UserError(f"-m {args.memory}: memory must be {MIN_MEMORY_MB}-{MAX_MEMORY_MB} MiB")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UserError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
+    no_reboot = bool(args.no_reboot)
+    if args.bios is None:
+        # The tour resets the machine when it is done: that ends the run (status 0).
+        no_reboot = True
+        from southbridge.kvm.guestbuild import GuestBuildError, build
+
+        try:
+            bios_path = str(build(DEFAULT_GUEST))
+        except GuestBuildError as e:
+            raise UserError(str(e)) from None
+    else:
+        bios_path = args.bios
+    try:
+        image = read_image(bios_path)
+    except LoadError as e:
+        raise UserError(str(e)) from None
+
+    trace_file: TextIO | None = None
+    if args.trace:
+        try:
+            trace_file = open(args.trace, "w")  # noqa: SIM115 - closed below
+        except OSError as e:
+            raise UserError(f"--trace {args.trace!r}: {e.strerror}") from None
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    try:
+        while True:
+            result = _run_once(args, image, kvm_device, trace_file, deadline)
+            if result.reason in ("reset", "triple-fault") and not no_reboot:
+                if result.reason == "triple-fault":
+                    print(f"southbridge: {result.message}\nsouthbridge: rebooting", file=sys.stderr)
+                continue
+            break
+    finally:
+        if trace_file is not None:
+            trace_file.close()
+    if result.reason in ("error", "timeout", "triple-fault", "stopped"):
+        print(f"southbridge: {result.message}", file=sys.stderr)
+    return result.status & 0xFF
+
+
+def _run_once(
+    args: argparse.Namespace,
+    image: bytes,
+    kvm_device: str,
+    trace_file: TextIO | None,
+    deadline: float | None,
+) -> RunEnd:
+    from southbridge.cli import UserError
+
+    config = PcConfig(memory_mb=args.memory, serial=args.serial, debugcon=args.debugcon)
+    try:
+        machine = PcMachine(config, clock=HostClock())
+    except (ValueError, OSError) as e:
+        raise UserError(str(e)) from None
+    try:
+        try:
+            map_bios(machine, image)
+        except LoadError as e:
+            raise UserError(str(e)) from None
+        if trace_file is not None:
+            tracer = QtestTracer(trace_file, machine.clock)
+            machine.ports.set_tracer(tracer.port)
+            machine.mmio.set_tracer(tracer.mmio)
+        try:
+            session = KvmSession(machine, device=kvm_device)
+        except KvmError as e:
+            raise UserError(str(e)) from None
+        with session:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            return session.run(timeout)
+    finally:
+        _close_machine(machine)
+        if trace_file is not None:
+            trace_file.flush()
