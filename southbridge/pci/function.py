@@ -173,8 +173,14 @@ class PciFunction:
             raise ValueError("interrupt pin must be 0 (none) or 1-4 (INTA-INTD)")
         self.config.set(INT_PIN, 1, pin)
 
-    def add_capability(self, cap: Capability, offset: int | None = None) -> Capability:
-        """Place `cap` at `offset` (or after the last one) and link it into its chain."""
+    def add_capability(
+        self, cap: Capability, offset: int | None = None, link: bool = True
+    ) -> Capability:
+        """Place `cap` at `offset` (or after the last one) and link it into its chain.
+
+        With `link=False` the chain already holds a structure of this ID at `offset` (an
+        assigned function's config copied from the host): only the registers and masks are
+        installed, so the capability becomes emulated in place."""
         same = [c for c in self.capabilities if c.extended == cap.extended]
         if offset is None:
             start = EXT_CAP_START if cap.extended else CONFIG_CAP_START
@@ -190,7 +196,13 @@ class PciFunction:
             raise ValueError(f"capability at 0x{offset:x} overlaps another")
         cap.offset = offset
         cap.fn = self
-        link_capability(self.config, cap, same[-1] if same else None)
+        if link:
+            link_capability(self.config, cap, same[-1] if same else None)
+        else:
+            width = 2 if cap.extended else 1
+            if self.config.get(offset, width) != cap.cap_id:
+                raise ValueError(f"no capability 0x{cap.cap_id:x} at 0x{offset:x} to adopt")
+            cap.install(self.config)
         self.capabilities.append(cap)
         return cap
 
