@@ -12,13 +12,15 @@ from hypothesis import strategies as st
 
 from southbridge.core.clock import ManualClock
 from southbridge.machine.pc import PcConfig, PcMachine
-from southbridge.pci.bar import Bar, Region
+from southbridge.pci.bar import Bar, BarKind, Region
 from southbridge.pci.bridge import PciBridge
 from southbridge.pci.bus import PciBus, PciRoot
 from southbridge.pci.capabilities import walk_capabilities, walk_extended
 from southbridge.pci.config import CMD_IO, CMD_MEMORY
 from southbridge.pci.demo import DemoDevice
 from southbridge.pci.function import PciFunction
+from southbridge.pci.passthrough import FilteredFunction
+from tests.test_pci_passthrough import FakeHost, HostBar, host_demo
 
 ECAM = 0xB0000000
 
@@ -31,7 +33,17 @@ def build() -> PcMachine:
     br.add(DemoDevice(name="demo-b"), 1)
     m.pci_bus.add(DemoDevice(name="demo-c"), 6, 0)
     m.pci_bus.add(DemoDevice(name="demo-d"), 6, 2)
+    # An assigned function over a fake host: no guest write may ever reach the host.
+    host = FakeHost(bytes(host_demo().data))
+    bars = {0: Bar(BarKind.MEM32, 0x1000, HostBar()), 2: Bar(BarKind.MEM64, 0x1000, HostBar())}
+    m.pci_bus.add(FilteredFunction(host, bars, name="assigned"), 7)
     return m
+
+
+def host_of(m: PcMachine) -> FakeHost:
+    fn = m.pci_bus.find(0, 7 << 3)
+    assert isinstance(fn, FilteredFunction) and isinstance(fn.source, FakeHost)
+    return fn.source
 
 
 INTERESTING = [
@@ -94,6 +106,7 @@ known = st.sampled_from(
         (1, 0, 0),
         (1, 1, 0),
         (2, 0, 0),
+        (0, 7, 0),
     ]
 )
 offsets = st.one_of(st.sampled_from(INTERESTING), st.integers(0, 0xFF), st.integers(0, 0xFFF))
@@ -325,6 +338,7 @@ def test_any_config_sequence_keeps_invariants(seq: list[tuple[Any, ...]]) -> Non
         apply(m, op)
         check_registrations(m.pci_bus)
     assert m.ports.faults == 0 and m.mmio.faults == 0  # no device raised on any access
+    assert host_of(m).writes == []
     assert snapshot_ro(m) == ro
     assert chains(m) == ch
     check_registrations(m.pci_bus)
