@@ -250,6 +250,7 @@ class kvm_run(ctypes.Structure):
         ("exit", kvm_run_exit),
         ("kvm_valid_regs", c_u64),
         ("kvm_dirty_regs", c_u64),
+        ("s", ctypes.c_char * 2048),  # union of synced registers (KVM_CAP_SYNC_REGS): unused
     ]
 
 

@@ -67,6 +67,48 @@ class RunEnd:
     message: str = ""
 
 
+Buffer = mmap.mmap | bytearray
+
+
+def dispatch_io(machine: Machine, buf: Buffer) -> None:
+    """A KVM_EXIT_IO in the kvm_run page `buf`: `count` items of `size` bytes at
+    `data_offset` (string and REP I/O give count > 1), each one bus access, in order."""
+    direction, size, port, count, off = _IO.unpack_from(buf, _EXIT_OFF)
+    with machine.lock:
+        if direction == abi.KVM_EXIT_IO_OUT:
+            write = machine.ports.write
+            for i in range(off, off + count * size, size):
+                write(port, size, int.from_bytes(buf[i : i + size], "little"))
+        else:
+            read = machine.ports.read
+            for i in range(off, off + count * size, size):
+                buf[i : i + size] = read(port, size).to_bytes(size, "little")
+
+
+def dispatch_mmio(machine: Machine, buf: Buffer) -> None:
+    """A KVM_EXIT_MMIO: an access to guest-physical memory no writable slot backs."""
+    addr, data, length, is_write = _MMIO.unpack_from(buf, _EXIT_OFF)
+    length = min(length, 8)
+    if length == 0:
+        return
+    region = machine.memory.find(addr)
+    if region is not None and region.readonly:
+        return  # a write to ROM (a KVM_MEM_READONLY slot): dropped, as by the flash chip
+    with machine.lock:
+        if is_write:
+            if length in (1, 2, 4, 8):
+                machine.mmio.write(addr, length, int.from_bytes(data[:length], "little"))
+            else:
+                machine.space.write_bytes(addr, data[:length])
+        else:
+            if length in (1, 2, 4, 8):
+                out = machine.mmio.read(addr, length).to_bytes(length, "little")
+            else:
+                out = machine.space.read_bytes(addr, length)
+            off = _EXIT_OFF + 8
+            buf[off : off + length] = out
+
+
 def ensure_kick_signal() -> None:
     """Install a no-op SIGUSR1 handler (main thread only) so kicks interrupt KVM_RUN
     instead of killing the process."""
@@ -106,7 +148,6 @@ class Vcpu:
         self._reset_regs = self.get_regs()
         self._reset_sregs = self.get_sregs()
         self._cond = threading.Condition(threading.Lock())
-        self._kicked = False
         self._thread_ident: int | None = None
         self.stop = threading.Event()
         self.exits = 0
@@ -186,7 +227,6 @@ class Vcpu:
     def kick(self) -> None:
         """Make the vCPU look at its interrupt controller and stop flag soon (any thread)."""
         with self._cond:
-            self._kicked = True
             self._cond.notify_all()
         ident = self._thread_ident
         if ident is None or ident == threading.get_ident():
@@ -225,7 +265,6 @@ class Vcpu:
         fd = self.fd
         stop = self.stop
         irq = self.irq
-        lock = self.machine.lock
         machine = self.machine
         while not stop.is_set():
             if irq is not None:
@@ -235,26 +274,15 @@ class Vcpu:
             except OSError as e:
                 if e.errno in (errno.EINTR, errno.EAGAIN):
                     run.immediate_exit = 0
-                    with self._cond:
-                        self._kicked = False
                     continue
                 self._fail(f"KVM_RUN failed: {e.strerror}")
                 return
             self.exits += 1
             reason = run.exit_reason
             if reason == abi.KVM_EXIT_IO:
-                direction, size, port, count, off = _IO.unpack_from(buf, _EXIT_OFF)
-                with lock:
-                    if direction == abi.KVM_EXIT_IO_OUT:
-                        write = machine.ports.write
-                        for i in range(off, off + count * size, size):
-                            write(port, size, int.from_bytes(buf[i : i + size], "little"))
-                    else:
-                        read = machine.ports.read
-                        for i in range(off, off + count * size, size):
-                            buf[i : i + size] = read(port, size).to_bytes(size, "little")
+                dispatch_io(machine, buf)
             elif reason == abi.KVM_EXIT_MMIO:
-                self._mmio(buf)
+                dispatch_mmio(machine, buf)
             elif reason == abi.KVM_EXIT_HLT:
                 self._halt(run, irq)
             elif reason == abi.KVM_EXIT_IRQ_WINDOW_OPEN or reason == abi.KVM_EXIT_INTR:
@@ -299,28 +327,6 @@ class Vcpu:
         elif run.request_interrupt_window:
             run.request_interrupt_window = 0
 
-    def _mmio(self, buf: mmap.mmap) -> None:
-        addr, data, length, is_write = _MMIO.unpack_from(buf, _EXIT_OFF)
-        length = min(length, 8)
-        machine = self.machine
-        region = machine.memory.find(addr)
-        if region is not None and region.readonly:
-            return  # a write to ROM (a KVM_MEM_READONLY slot): dropped, as by the chip
-        with machine.lock:
-            if is_write:
-                value = int.from_bytes(data[:length], "little")
-                if length in (1, 2, 4, 8):
-                    machine.mmio.write(addr, length, value)
-                else:
-                    machine.space.write_bytes(addr, data[:length])
-            else:
-                if length in (1, 2, 4, 8):
-                    out = machine.mmio.read(addr, length).to_bytes(length, "little")
-                else:
-                    out = machine.space.read_bytes(addr, length)
-                off = _EXIT_OFF + 8
-                buf[off : off + length] = out
-
     def _halt(self, run: abi.kvm_run, irq: InterruptController | None) -> None:
         """HLT: sleep until an interrupt can wake the CPU (INTR high and IF set) or the run
         ends. With IF clear only NMI/INIT/reset wake a halted CPU, so it sleeps on."""
@@ -329,7 +335,6 @@ class Vcpu:
             while not self.stop.is_set():
                 if if_set and irq is not None and irq.intr.level:
                     break
-                self._kicked = False
                 self._cond.wait(0.5)  # bounded: a missed notify delays, never hangs
 
     def _describe_internal(self, run: abi.kvm_run) -> str:
