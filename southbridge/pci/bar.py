@@ -153,7 +153,8 @@ class BarMapper:
     Overlaps between BARs are the guest's business (real buses see two targets answer), so
     they are resolved deterministically and logged: the most recently programmed BAR wins and
     the one it overlaps is left undecoded until the overlap goes away. A BAR over a non-PCI
-    region (a platform device, 0xCF8) cannot take it over: it stays undecoded, logged.
+    region (a platform device, 0xCF8) cannot take it over: it stays undecoded, logged, and
+    is tried again on the next reconciliation (any config write that touches decoding).
     """
 
     def __init__(self, bus: PortBus | MmioBus, space: str) -> None:

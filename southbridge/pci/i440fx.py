@@ -29,23 +29,10 @@ SMRAM_WMASK = SMRAM_D_OPEN | SMRAM_D_CLS | SMRAM_D_LCK | SMRAM_G_SMRAME
 PamListener = Callable[[int, int], None]  # (PAM register index 0-6, new value)
 SmramListener = Callable[[int], None]  # new SMRAM value
 
-# (offset, default, writable mask) of other 82441FX registers firmware programs; stored so a
-# BIOS sees its writes read back.
-_PLAIN_REGS = (
-    (0x50, 0x00, 0x70),  # PMCCFG
-    (0x51, 0x01, 0x80),  # DETURBO
-    (0x52, 0x00, 0xFF),  # DBC
-    (0x53, 0x80, 0xFF),  # AXC
-    (0x54, 0x00, 0xFF),  # DRAMR, 16 bits
-    (0x55, 0x00, 0xFF),
-    (0x57, 0x01, 0xFF),  # DRAMC
-    (0x58, 0x10, 0xFF),  # DRAMT
-    (0x68, 0x00, 0xC0),  # FDHC
-    (0x70, 0x00, 0xF8),  # MTT
-    (0x71, 0x10, 0xFF),  # CLT
-    (0x90, 0x00, 0xFF),  # ERRCMD
-    (0x93, 0x00, 0x06),  # TRC
-)
+# Other 82441FX registers firmware programs (PMCCFG, DETURBO, DBC, AXC, DRAMR, DRAMC, DRAMT,
+# DRB0-7, FDHC, MTT, CLT, ERRCMD, TRC): stored so a BIOS reads back its writes, without
+# effect on a virtual platform. They start at zero, as QEMU's i440FX presents them.
+_PLAIN_REGS = (*range(0x50, 0x59), *range(0x60, 0x69), 0x70, 0x71, 0x90, 0x93)
 
 
 class I440fx(PciFunction):
@@ -62,19 +49,14 @@ class I440fx(PciFunction):
         cs.set_wmask(0x04, 2, 0x0140)  # parity error and SERR# enables only
         cs.set_wmask(0x3C, 1, 0)  # no interrupt line
         cs.set(0x0D, 1, 0x00)
-        for off, default, mask in _PLAIN_REGS:
-            cs.set(off, 1, default)
-            cs.set_wmask(off, 1, mask)
-        cs.set(0x91, 1, 0)
+        for off in _PLAIN_REGS:
+            cs.set_wmask(off, 1, 0xFF)
         cs.set_w1c(0x91, 1, 0x11)  # ERRSTS: multi-bit / single-bit error flags
         for i in range(PAM_COUNT):
             # PAM0 only has the 0xF0000 segment (high nibble); the others two segments.
             cs.set_wmask(PAM0 + i, 1, 0x30 if i == 0 else 0x33)
         cs.set(SMRAM, 1, SMRAM_C_BASE_SEG)
         cs.set_wmask(SMRAM, 1, SMRAM_WMASK)
-        for drb in range(0x60, 0x68):
-            cs.set(drb, 1, 0x01)
-            cs.set_wmask(drb, 1, 0xFF)
         self.on_pam: list[PamListener] = []
         self.on_smram: list[SmramListener] = []
 

@@ -23,7 +23,8 @@ PIRQRC = 0x60
 ROUTE_DISABLED = 0x80
 INVALID_IRQS = frozenset({0, 1, 2, 8, 13})
 
-# (offset, default, writable mask) of other function-0 registers (datasheet 2.2).
+# (offset, power-on value, writable mask) of other function-0 registers (datasheet 2.2;
+# the values QEMU's piix_reset loads).
 _PLAIN_REGS = (
     (0x4C, 0x4D, 0xFF),  # IORT
     (0x4E, 0x03, 0xFF),  # XBCS
@@ -32,7 +33,6 @@ _PLAIN_REGS = (
     (0x6A, 0x00, 0xFF),  # MSTAT (16 bits)
     (0x6B, 0x00, 0xFF),
     (0x70, 0x80, 0xEF),  # MBIRQ0
-    (0x71, 0x80, 0xEF),  # MBIRQ1
     (0x76, 0x0C, 0x8F),  # MBDMA0
     (0x77, 0x0C, 0x8F),  # MBDMA1
     (0x78, 0x02, 0xFF),  # PCSC (16 bits)
