@@ -214,3 +214,28 @@ def test_pcie_capability_registers() -> None:
     assert dev.config.get(off + 0x0A, 2) == 0x000A
     dev.config_write(off + 0x12, 2, 0)  # link status is read-only
     assert dev.config.get(off + 0x12, 2) == 0x11
+
+
+def test_msi_32bit_layout_with_masking() -> None:
+    """PCI 3.0, figure 6-9: a 32-bit MSI with per-vector masking has data at +8, mask bits
+    at +0xC and pending bits at +0x10; the upper address register does not exist."""
+    mmio = MmioBus()
+    sink = MsiRecorder()
+    root = PciRoot(PortBus(), mmio, AddressSpace(GuestMemory(), mmio), sink)
+    fn = PciFunction(0x5342, 0xF3, 0xFF0000)
+    msi = fn.add_capability(MsiCapability(vectors=2, addr64=False, per_vector_mask=True))
+    assert isinstance(msi, MsiCapability)
+    root.add(fn, 4)
+    o = msi.offset
+    assert (msi.data_off, msi.mask_off, msi.pending_off) == (o + 8, o + 0xC, o + 0x10)
+    assert msi.length == 0x14 and fn.config.get(o + 2, 2) == 0x0102
+    fn.config_write(0x04, 2, CMD_MASTER)
+    fn.config_write(o + 4, 4, 0xFEE00000)
+    fn.config_write(o + 8, 4, 0xFFFF0040)  # the upper half of the data DWORD is reserved
+    assert fn.config.get(o + 8, 4) == 0x0040
+    fn.config_write(o + 2, 2, 0x0011)  # enable, 2 vectors
+    fn.config_write(o + 0xC, 4, 0b01)
+    assert not msi.notify(0) and msi.notify(1)
+    assert sink.messages == [MsiMessage(0xFEE00000, 0x41)]
+    fn.config_write(o + 0xC, 4, 0)
+    assert sink.messages[-1] == MsiMessage(0xFEE00000, 0x40)
