@@ -358,3 +358,42 @@ def test_any_config_sequence_keeps_invariants(seq: list[tuple[Any, ...]]) -> Non
         assert after == before
     levels = [m.gsi.line(n).level for n in range(16, 20)]
     assert [m2.gsi.line(n).level for n in range(16, 20)] == levels
+
+
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.text(max_size=8),
+    st.lists(st.integers(0, 255), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.none(), max_size=2),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_restore_of_tampered_state_only_raises_state_error(data: st.DataObject) -> None:
+    """Saved state is attacker input: any field replaced by junk is either a state the
+    hardware can be in or a StateError, never another exception."""
+    from southbridge.core.state import StateError
+
+    m = build()
+    state = m.pci_bus.save()
+    funcs = state["functions"]
+    path = data.draw(st.sampled_from(sorted(funcs)))
+    fstate = funcs[path]
+    where = data.draw(st.sampled_from(["top", "device", "config"]))
+    if where == "top":
+        fstate[data.draw(st.sampled_from(sorted(fstate)))] = data.draw(junk)
+    elif where == "device" and fstate["device"]:
+        fstate["device"][data.draw(st.sampled_from(sorted(fstate["device"])))] = data.draw(junk)
+    else:
+        raw = bytearray.fromhex(fstate["config"])
+        raw[data.draw(st.integers(0, len(raw) - 1))] ^= data.draw(st.integers(1, 255))
+        fstate["config"] = raw.hex()
+    target = build()
+    try:
+        target.pci_bus.restore(state)
+    except StateError:
+        return
+    check_registrations(target.pci_bus)
