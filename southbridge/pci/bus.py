@@ -251,9 +251,15 @@ class PciRoot(PciBus):
         paths = self._paths()
         if not isinstance(saved, dict) or set(saved) != {p for p, _ in paths}:
             raise StateError("pci-bus: saved functions do not match the bus")
-        for path, fn in paths:
-            st = saved[path]
-            if not isinstance(st, dict):
-                raise StateError(f"pci-bus: state of {path} must be a mapping")
-            fn.restore(st)
-        self.remap()
+        if not all(isinstance(saved[p], dict) for p, _ in paths):
+            raise StateError("pci-bus: every function state must be a mapping")
+        backup = [(fn, fn.save()) for _, fn in paths]
+        try:
+            for path, fn in paths:
+                fn.restore(saved[path])
+        except StateError:
+            for fn, st in backup:  # all or nothing
+                fn.restore(st)
+            raise
+        finally:
+            self.remap()

@@ -368,6 +368,15 @@ class PciFunction:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        """Load a saved state; a rejected one (StateError) leaves the function unchanged."""
+        backup = self.save()
+        try:
+            self._load(state)
+        except StateError:
+            self._load(backup)
+            raise
+
+    def _load(self, state: dict[str, Any]) -> None:
         check_version(state, self.kind, 1)
         try:
             data = bytes.fromhex(str(state.get("config")))
@@ -385,15 +394,10 @@ class PciFunction:
         dev = state.get("device")
         if not isinstance(dev, dict):
             raise StateError(f"{self.name}: device state must be a mapping")
-        old = bytes(self.config.data)
         self.config.data[:] = data
-        try:
-            for cap, cs in zip(self.capabilities, caps, strict=True):
-                cap.restore(cs)
-            self.restore_device(dev)
-        except StateError:
-            self.config.data[:] = old
-            raise
+        for cap, cs in zip(self.capabilities, caps, strict=True):
+            cap.restore(cs)
+        self.restore_device(dev)
         self._intx_request = intx
         self.config.set_bits(STATUS, 2, STS_INTERRUPT, intx)
         self.update_mappings()
