@@ -14,8 +14,10 @@ Choices where the datasheet is silent or a PC differs:
   characters that arrive regardless (loopback, `receive_char`), as on a real wire.
 * A finished character that the backend cannot take stays in the TSR (TEMT clear, THR/FIFO
   filling up, THRE clear) until the backend says it drained: guest output is never lost.
-* Writing THR while it is full: without FIFOs the holding register is overwritten (the old
-  byte is lost, as on the chip); with FIFOs the write is dropped. Both are logged.
+* Writing THR while it is full queues the byte behind the FIFO (up to TX_SLACK bytes) instead
+  of overwriting or dropping it as the chip would: QEMU sends a THR write at once, so guests
+  written for it never poll THRE, and their output must not be lost. Drivers that do poll
+  see exact THRE/TEMT timing; THRE stays clear while anything is queued.
 * Divisor 0 divides by 65536 (the baud counter wraps), so time still passes.
 * IRQ follows IIR by default (as QEMU); with `out2_gates_irq` the line is also gated by
   MCR OUT2 and disabled in loopback, as the PC's COM port wiring does.
@@ -39,6 +41,9 @@ from southbridge.core.state import StateError, check_version, get_bool, get_int
 from southbridge.devices.chardev import CharBackend
 
 logger = logging.getLogger("southbridge.uart")
+
+# Bytes written to a full THR/FIFO that are kept (beyond the chip) so no output is lost.
+TX_SLACK = 4096
 
 STATE_KIND = "uart16550"
 STATE_VERSION = 1
@@ -426,13 +431,10 @@ class Uart16550(BusDevice):
 
     # -- transmitter -----------------------------------------------------------------------
     def _write_thr(self, value: int) -> None:
-        if len(self.tx) >= self.capacity:
-            if self.fcr & FCR_ENABLE:
-                msg = "%s: THR write to a full transmit FIFO dropped"
-            else:
-                self.tx[0] = value  # the holding register is simply overwritten
-                msg = "%s: THR overwritten before it emptied"
-            self.log.warning(f"{self.name}-txfull", msg, self.name)
+        if len(self.tx) >= self.capacity + TX_SLACK:
+            self.log.warning(
+                f"{self.name}-txfull", "%s: transmit queue full, byte dropped", self.name
+            )
         else:
             self.tx.append(value)
         self.thr_ipending = False  # writing THR clears the THR-empty interrupt
@@ -651,7 +653,7 @@ def _parse(state: dict[str, Any]) -> dict[str, Any]:
     fifo = bool(s["fcr"] & FCR_ENABLE)
     cap = FIFO_SIZE if fifo else 1
     s["rx"] = _byte_list(state, "rx", 0xFF | (CHAR_ERRORS << 8), cap)
-    s["tx"] = _byte_list(state, "tx", 0xFF, cap)
+    s["tx"] = _byte_list(state, "tx", 0xFF, cap + TX_SLACK)
     if s["lsr_errors"] & ~LSR_ERRORS:
         raise StateError(f"lsr_errors 0x{s['lsr_errors']:x} holds non-error bits")
     if s["msr_deltas"] & ~MSR_DELTAS or (s["msr_lines"] | s["modem_inputs"]) & ~MSR_LINES:
