@@ -7,6 +7,7 @@ import ctypes
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,9 +16,18 @@ from southbridge.kvm import abi
 HEADER = Path("/usr/include/linux/kvm.h")
 
 STRUCTS = [
-    "kvm_regs", "kvm_sregs", "kvm_segment", "kvm_dtable", "kvm_userspace_memory_region",
-    "kvm_interrupt", "kvm_cpuid_entry2", "kvm_cpuid2", "kvm_msr_entry", "kvm_msrs",
-    "kvm_enable_cap", "kvm_run",
+    "kvm_regs",
+    "kvm_sregs",
+    "kvm_segment",
+    "kvm_dtable",
+    "kvm_userspace_memory_region",
+    "kvm_interrupt",
+    "kvm_cpuid_entry2",
+    "kvm_cpuid2",
+    "kvm_msr_entry",
+    "kvm_msrs",
+    "kvm_enable_cap",
+    "kvm_run",
 ]
 # (struct, C member path, Python (class, field path))
 OFFSETS = [
@@ -52,22 +62,40 @@ OFFSETS = [
     ("kvm_cpuid_entry2", "eax", "eax"),
 ]
 IOCTLS = [
-    "KVM_GET_API_VERSION", "KVM_CREATE_VM", "KVM_CHECK_EXTENSION", "KVM_GET_VCPU_MMAP_SIZE",
-    "KVM_GET_SUPPORTED_CPUID", "KVM_CREATE_VCPU", "KVM_SET_USER_MEMORY_REGION",
-    "KVM_SET_TSS_ADDR", "KVM_SET_IDENTITY_MAP_ADDR", "KVM_ENABLE_CAP", "KVM_RUN",
-    "KVM_GET_REGS", "KVM_SET_REGS", "KVM_GET_SREGS", "KVM_SET_SREGS", "KVM_INTERRUPT",
-    "KVM_GET_MSRS", "KVM_SET_MSRS", "KVM_SET_CPUID2", "KVM_NMI",
+    "KVM_GET_API_VERSION",
+    "KVM_CREATE_VM",
+    "KVM_CHECK_EXTENSION",
+    "KVM_GET_VCPU_MMAP_SIZE",
+    "KVM_GET_SUPPORTED_CPUID",
+    "KVM_CREATE_VCPU",
+    "KVM_SET_USER_MEMORY_REGION",
+    "KVM_SET_TSS_ADDR",
+    "KVM_SET_IDENTITY_MAP_ADDR",
+    "KVM_ENABLE_CAP",
+    "KVM_RUN",
+    "KVM_GET_REGS",
+    "KVM_SET_REGS",
+    "KVM_GET_SREGS",
+    "KVM_SET_SREGS",
+    "KVM_INTERRUPT",
+    "KVM_GET_MSRS",
+    "KVM_SET_MSRS",
+    "KVM_SET_CPUID2",
+    "KVM_NMI",
 ]
-CONSTANTS = [n for n in dir(abi) if n.startswith(("KVM_EXIT_", "KVM_CAP_", "KVM_INTERNAL_",
-                                                   "KVM_SYSTEM_EVENT_", "KVM_MEM_"))]
+CONSTANTS = [
+    n
+    for n in dir(abi)
+    if n.startswith(("KVM_EXIT_", "KVM_CAP_", "KVM_INTERNAL_", "KVM_SYSTEM_EVENT_", "KVM_MEM_"))
+]
 
 
-def _py_offset(cls: type, path: str) -> int:
+def _py_offset(cls: Any, path: str) -> int:
     off = 0
     for name in path.split("."):
         field = getattr(cls, name)
         off += field.offset
-        cls = dict(cls._fields_)[name]  # type: ignore[attr-defined]
+        cls = dict(cls._fields_)[name]
     return off
 
 
@@ -76,8 +104,12 @@ def header_values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None or not HEADER.exists():
         pytest.skip("needs a C compiler and linux/kvm.h to check the ABI")
-    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <linux/kvm.h>",
-             "int main(void) {"]
+    lines = [
+        "#include <stdio.h>",
+        "#include <stddef.h>",
+        "#include <linux/kvm.h>",
+        "int main(void) {",
+    ]
     for s in STRUCTS:
         lines.append(f'printf("sizeof.{s} %zu\\n", sizeof(struct {s}));')
     for s, member, _ in OFFSETS:
@@ -113,10 +145,10 @@ def test_ioctl_numbers_and_constants_match_kvm_h(header_values: dict[str, int], 
 def test_variable_length_buffers_put_entries_after_the_header() -> None:
     """kvm_cpuid2 and kvm_msrs are headers followed by a flexible array (kvm.h)."""
     cpuid = abi.cpuid2_type(3)
-    assert cpuid.entries.offset == ctypes.sizeof(abi.kvm_cpuid2)  # type: ignore[attr-defined]
+    assert cpuid.entries.offset == ctypes.sizeof(abi.kvm_cpuid2)
     assert ctypes.sizeof(cpuid) == 8 + 3 * ctypes.sizeof(abi.kvm_cpuid_entry2)
     msrs = abi.msrs_type(2)
-    assert msrs.entries.offset == ctypes.sizeof(abi.kvm_msrs)  # type: ignore[attr-defined]
+    assert msrs.entries.offset == ctypes.sizeof(abi.kvm_msrs)
 
 
 def test_exit_names_cover_the_exits_the_loop_handles() -> None:

@@ -127,7 +127,7 @@ def test_any_io_exit_never_raises_and_touches_only_its_items(
     assert page[:off] == before[:off] and page[end:] == before[end:]
     if direction == abi.KVM_EXIT_IO_OUT:
         assert page == before
-        if 0x700 <= port and port + size <= 0x708:
+        if port >= 0x700 and port + size <= 0x708:
             assert [v.to_bytes(s, "little") for s, v in dev.written] == [
                 data[i : i + size] for i in range(0, count * size, size)
             ]
@@ -146,6 +146,10 @@ def test_any_mmio_exit_never_raises(addr: int, data: bytes, length: int, is_writ
     m.mmio.register(0xFEB00000, 16, Reg(16, frozenset({4})))
     page = _mmio_page(addr, data, length, is_write)
     dispatch_mmio(m, page)
-    if not is_write and 0 < length <= 8 and m.mmio.overlaps(addr, length) is None \
-            and m.memory.find(addr) is None:
+    if (
+        not is_write
+        and 0 < length <= 8
+        and m.mmio.overlaps(addr, length) is None
+        and m.memory.find(addr) is None
+    ):
         assert page[EXIT + 8 : EXIT + 8 + length] == b"\xff" * length  # unassigned: all-ones

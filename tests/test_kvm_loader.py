@@ -78,14 +78,14 @@ def test_rom_ignores_writes() -> None:
 def test_image_over_an_mmio_device_is_refused_as_too_big() -> None:
     m = _machine()
     m.mmio.register(0xFFF00000, 0x1000, BusDevice(), "flash-ctl")
-    with pytest.raises(LoadError, match="too big.*flash-ctl"):
+    with pytest.raises(LoadError, match=r"too big.*flash-ctl"):
         map_bios(m, _image(2 << 20))
 
 
 def test_image_over_ram_is_refused() -> None:
     m = Machine()
     m.memory.add(0xFFD00000, 0x200000, "ram-top")
-    with pytest.raises(LoadError, match="too big.*ram-top"):
+    with pytest.raises(LoadError, match=r"too big.*ram-top"):
         map_bios(m, _image(0x200000))
 
 

@@ -77,17 +77,25 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise UserError(f"--trace {args.trace!r}: {e.strerror}") from None
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    reboots = 0
     try:
         while True:
             result = _run_once(args, image, kvm_device, trace_file, deadline)
             if result.reason in ("reset", "triple-fault") and not no_reboot:
-                if result.reason == "triple-fault":
+                reboots += 1
+                if result.reason == "triple-fault" and reboots == 1:
+                    # Only the first dump: a guest that triple-faults at once would flood.
                     print(f"southbridge: {result.message}\nsouthbridge: rebooting", file=sys.stderr)
+                if deadline is not None and time.monotonic() >= deadline:
+                    result = RunEnd("timeout", 124, f"timeout after {args.timeout:g} s")
+                    break
                 continue
             break
     finally:
         if trace_file is not None:
             trace_file.close()
+    if reboots > 1:
+        print(f"southbridge: the guest was rebooted {reboots} times", file=sys.stderr)
     if result.reason in ("error", "timeout", "triple-fault", "stopped"):
         print(f"southbridge: {result.message}", file=sys.stderr)
     return result.status & 0xFF
