@@ -77,6 +77,9 @@ def _rom_image(vendor: int, device: int, class_code: int, size: int) -> bytes:
     rom = bytearray(size)
     rom[0:2] = b"\x55\xaa"
     rom[2] = size // 512
+    # The initialisation entry point (offset 3) is called by BIOSes that run option ROMs
+    # (SeaBIOS: far call to seg:0003); RETF returns at once instead of executing zeroes.
+    rom[3] = 0xCB
     rom[0x18:0x1A] = (0x1C).to_bytes(2, "little")
     pcir = bytearray(b"PCIR")
     pcir += vendor.to_bytes(2, "little") + device.to_bytes(2, "little")
