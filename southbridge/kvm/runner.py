@@ -20,11 +20,13 @@ from typing import TextIO
 
 from southbridge.core.clock import HostClock
 from southbridge.core.trace import QtestTracer
+from southbridge.kvm.cmos import fill_cmos
 from southbridge.kvm.loader import LoadError, map_bios, read_image
 from southbridge.kvm.session import KvmSession
+from southbridge.kvm.shadow import PamShadow
 from southbridge.kvm.system import DEFAULT_DEVICE, KvmError
 from southbridge.kvm.vcpu import RunEnd
-from southbridge.machine.pc import PcConfig, PcMachine
+from southbridge.machine.pc import MiB, PcConfig, PcMachine
 
 logger = logging.getLogger("southbridge.run")
 
@@ -35,7 +37,20 @@ MIN_MEMORY_MB = 2
 MAX_MEMORY_MB = 3584
 
 
-def _close_machine(machine: PcMachine) -> None:
+def prepare_firmware(machine: PcMachine, image: bytes) -> PamShadow:
+    """Map the BIOS image and give the machine what firmware expects of a PC that the pc
+    machine does not do by itself yet: the CMOS bytes (memory size, CPUs, boot order) and
+    the PAM registers' effect on 0xC0000-0xFFFFF (firmware shadows itself there). Point the
+    returned shadow's `on_change` at the KVM session's `sync_memory`."""
+    map_bios(machine, image)
+    fill_cmos(machine.rtc, machine.config.memory_mb * MiB, cpus=machine.config.smp)
+    shadow = PamShadow(machine.memory)
+    machine.i440fx.on_pam.append(shadow.set_pam)
+    return shadow
+
+
+def close_machine(machine: PcMachine) -> None:
+    """Close the machine's host-side backends (serial, debugcon)."""
     for uart in getattr(machine, "serial", []):
         uart.backend.close()
     stream = getattr(machine, "debugcon_stream", None)
@@ -117,7 +132,7 @@ def _run_once(
         raise UserError(str(e)) from None
     try:
         try:
-            map_bios(machine, image)
+            shadow = prepare_firmware(machine, image)
         except LoadError as e:
             raise UserError(str(e)) from None
         if trace_file is not None:
@@ -128,10 +143,11 @@ def _run_once(
             session = KvmSession(machine, device=kvm_device)
         except KvmError as e:
             raise UserError(str(e)) from None
+        shadow.on_change = session.sync_memory
         with session:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             return session.run(timeout)
     finally:
-        _close_machine(machine)
+        close_machine(machine)
         if trace_file is not None:
             trace_file.flush()

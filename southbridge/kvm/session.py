@@ -52,6 +52,11 @@ class KvmSession:
             raise
         machine.on_request(self._on_request)
 
+    def sync_memory(self) -> None:
+        """Re-map KVM's memory slots after `machine.memory` changed (PAM, shadowing)."""
+        if self.vm is not None:
+            self.vm.sync_memory(self.machine.memory)
+
     def _on_request(self, req: RunRequest) -> None:
         status = req.status if req.kind == "exit" else 0
         self.end(RunEnd(req.kind, status, f"guest requested {req.kind}"))

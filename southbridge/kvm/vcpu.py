@@ -43,9 +43,11 @@ CPUID_MASKS: tuple[tuple[int, int | None, str, int], ...] = (
     (1, None, "ecx", (1 << 21) | (1 << 24) | (1 << 13)),  # x2APIC, TSC-deadline, CX16
     (7, 0, "ebx", 1 << 10),  # INVPCID
 )
-# KVM paravirtual features a guest may use without a userspace LAPIC: the clock only.
+# KVM paravirtual features offered to the guest: none. Without kvmclock, firmware and kernels
+# time themselves with the platform timers we emulate (SeaBIOS calibrates the TSC against
+# the PIT's channel 2), which is what southbridge is for; the KVM signature leaf stays.
 KVM_PV_LEAF = 0x40000001
-KVM_PV_ALLOWED = (1 << 0) | (1 << 3) | (1 << 24)  # CLOCKSOURCE, CLOCKSOURCE2, STABLE
+KVM_PV_ALLOWED = 0
 
 
 class InterruptController(Protocol):
