@@ -28,19 +28,6 @@ from southbridge.devices.reset import Port92, ResetControl
 from southbridge.machine.pc import PcConfig, PcMachine
 from southbridge.qtest.server import QtestSession
 
-_SHARED: list[PortBus] = []
-
-
-def shared_bus() -> PortBus:
-    """An empty port bus reused across Hypothesis examples (building one costs ~10 ms)."""
-    if not _SHARED:
-        _SHARED.append(PortBus())
-    bus = _SHARED[0]
-    for r in bus.regions():
-        bus.unregister(r.base)
-    bus.faults = bus.unhandled_reads = bus.unhandled_writes = 0
-    return bus
-
 
 class Requests:
     def __init__(self) -> None:
@@ -321,7 +308,7 @@ def test_any_access_sequence_never_raises_and_state_round_trips(
     out = io.BytesIO()
     req = Requests()
     a20: list[bool] = []
-    bus = shared_bus()
+    bus = PortBus()
     post = PostCodePort(ManualClock())
     p92 = Port92(req, a20.append)
     exit_dev = DebugExit(req)

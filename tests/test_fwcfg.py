@@ -25,21 +25,6 @@ from southbridge.qtest.server import QtestSession
 SEL, DATA, DMA_HI, DMA_LO = 0x510, 0x511, 0x514, 0x518
 
 
-_SHARED: dict[int, PortBus] = {}
-
-
-def shared_bus(slot: int = 0) -> PortBus:
-    """An empty port bus, reused across Hypothesis examples: building the 64 Ki-entry
-    tables costs about 10 ms, which would dominate those tests."""
-    if slot not in _SHARED:
-        _SHARED[slot] = PortBus()
-    bus = _SHARED[slot]
-    for r in bus.regions():
-        bus.unregister(r.base)
-    bus.faults = bus.unhandled_reads = bus.unhandled_writes = 0
-    return bus
-
-
 class Rig:
     def __init__(self, dma: bool = True, bus: PortBus | None = None) -> None:
         self.mem = GuestMemory()
@@ -277,7 +262,7 @@ def test_save_restore_round_trip_and_validation() -> None:
 def test_any_access_sequence_never_raises_and_offset_stays_in_item(
     ops: list[tuple[int, int, int, bool]], ram_head: bytes
 ) -> None:
-    rig = Rig(bus=shared_bus(0))
+    rig = Rig(bus=PortBus())
     rig.fw.add_file("etc/w", b"\0" * 8, writable=True)
     # Plausible descriptors in RAM so DMA writes that point low really run.
     rig.ram.buf[0:64] = ram_head
@@ -291,7 +276,7 @@ def test_any_access_sequence_never_raises_and_offset_stays_in_item(
         assert rig.fw.cur_offset <= (len(item) if item is not None else 0)
     assert rig.bus.faults == 0
     assert rig.fw.item(fwcfg.SIGNATURE) == b"QEMU"
-    other = Rig(bus=shared_bus(1))
+    other = Rig(bus=PortBus())
     other.fw.add_file("etc/w", b"\0" * 8, writable=True)
     other.fw.restore(rig.fw.save())
     assert other.fw.save() == rig.fw.save()

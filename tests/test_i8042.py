@@ -24,21 +24,6 @@ DATA, CMD = 0x60, 0x64
 OBF, IBF, SYS, A2, UNLOCKED, AUX, TIMEOUT = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40
 
 
-_SHARED: dict[int, PortBus] = {}
-
-
-def shared_bus(slot: int = 0) -> PortBus:
-    """An empty port bus, reused across Hypothesis examples: building the 64 Ki-entry
-    tables costs about 10 ms, which would dominate those tests."""
-    if slot not in _SHARED:
-        _SHARED[slot] = PortBus()
-    bus = _SHARED[slot]
-    for r in bus.regions():
-        bus.unregister(r.base)
-    bus.faults = bus.unhandled_reads = bus.unhandled_writes = 0
-    return bus
-
-
 class Rig:
     def __init__(self, bus: PortBus | None = None) -> None:
         self.requests: list[tuple[str, int]] = []
@@ -315,7 +300,7 @@ def test_save_restore_round_trip_and_validation(rig: Rig) -> None:
 def test_any_byte_sequence_never_raises_and_invariants_hold(
     ops: list[tuple[int, int, bool]],
 ) -> None:
-    rig = Rig(bus=shared_bus(0))
+    rig = Rig(bus=PortBus())
     for port, value, is_write in ops:
         if is_write:
             rig.bus.write(port, 1, value)
@@ -330,7 +315,7 @@ def test_any_byte_sequence_never_raises_and_invariants_hold(
         assert rig.kbc.a20 == rig.a20[-1]
     assert rig.bus.faults == 0
     assert all(r == ("reset", 0) for r in rig.requests)
-    other = Rig(bus=shared_bus(1))
+    other = Rig(bus=PortBus())
     other.kbc.restore(rig.kbc.save())
     assert other.kbc.save() == rig.kbc.save()
     assert (other.irq1.level, other.irq12.level) == (rig.irq1.level, rig.irq12.level)

@@ -25,21 +25,6 @@ from southbridge.qtest.server import QtestSession
 BASE = testdev.IOMEM_BASE
 
 
-_SHARED: dict[int, PortBus] = {}
-
-
-def shared_bus(slot: int = 0) -> PortBus:
-    """An empty port bus, reused across Hypothesis examples: building the 64 Ki-entry
-    tables costs about 10 ms, which would dominate those tests."""
-    if slot not in _SHARED:
-        _SHARED[slot] = PortBus()
-    bus = _SHARED[slot]
-    for r in bus.regions():
-        bus.unregister(r.base)
-    bus.faults = bus.unhandled_reads = bus.unhandled_writes = 0
-    return bus
-
-
 class Rig:
     def __init__(self, bus: PortBus | None = None) -> None:
         self.gsi = GsiRouter(24)
@@ -214,7 +199,7 @@ def test_save_restore_round_trip_and_validation(rig: Rig) -> None:
 def test_any_access_sequence_never_raises_and_state_round_trips(
     ops: list[tuple[str, int, int, int, bool]],
 ) -> None:
-    rig = Rig(bus=shared_bus(0))
+    rig = Rig(bus=PortBus())
     for kind, addr, size, value, is_write in ops:
         value &= (1 << (8 * size)) - 1
         bus = rig.bus if kind == "io" else rig.mmio
@@ -226,6 +211,6 @@ def test_any_access_sequence_never_raises_and_state_round_trips(
         assert 0 <= rig.dev.data <= 0xFFFFFFFF
         assert [line.level for line in rig.dev.lines] == [rig.gsi.line(n).level for n in range(24)]
     assert rig.bus.faults == 0 and rig.mmio.faults == 0
-    other = Rig(bus=shared_bus(1))
+    other = Rig(bus=PortBus())
     other.dev.restore(rig.dev.save())
     assert other.dev.save() == rig.dev.save()

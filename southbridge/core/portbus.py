@@ -98,9 +98,19 @@ class PortBus(Dispatcher):
         return seen
 
     def _refresh(self, base: int, length: int) -> None:
-        allowed = self.permissions.allowed
-        for port in range(base, base + length):
-            self._route[port] = self._host_route if allowed(port) else self._dev[port]
+        end = base + length
+        # Start from the emulated devices, then overlay the permitted ports; a bitmap byte of
+        # zero (the common case) skips eight ports at once, so a fresh bus costs little.
+        self._route[base:end] = self._dev[base:end]
+        bits = self.permissions.to_bytes()
+        host = self._host_route
+        for i in range(base >> 3, ((end - 1) >> 3) + 1):
+            byte = bits[i]
+            if byte:
+                for b in range(8):
+                    port = (i << 3) | b
+                    if byte & (1 << b) and base <= port < end:
+                        self._route[port] = host
 
     # -- dispatch ------------------------------------------------------------------------
     def lookup(self, addr: int) -> Route | None:
