@@ -26,6 +26,7 @@ to EOI an IOAPIC without the EOI register).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from southbridge.core.device import BusDevice
@@ -90,6 +91,9 @@ class IoApic(BusDevice):
         self.ioregsel = 0
         self.id = ioapic_id & 0xF
         self.redir = [RTE_MASKED] * PINS
+        # Hooks told the pin whose remote IRR an EOI cleared, before the pin is serviced
+        # again (assigned-device INTx unmasks at its source there).
+        self.eoi_listeners: list[Callable[[int], None]] = []
         bus.on_eoi(self.eoi)
 
     def reset(self) -> None:
@@ -172,6 +176,8 @@ class IoApic(BusDevice):
         for pin, entry in enumerate(self.redir):
             if entry & RTE_REMOTE_IRR and entry & 0xFF == vector and entry & RTE_LEVEL:
                 self.redir[pin] = entry & ~RTE_REMOTE_IRR
+                for fn in list(self.eoi_listeners):
+                    fn(pin)
                 self._service(pin)  # still asserted: deliver again
 
     # -- registers -----------------------------------------------------------------------

@@ -104,6 +104,9 @@ class I8259(BusDevice):
         self.need_icw4 = self.single = False
         self.aeoi = self.rotate_aeoi = self.sfnm = False
         self.read_isr = self.poll = self.special_mask = False
+        # Told the IR whose in-service bit an EOI command cleared (assigned-device INTx
+        # unmasks there); called before INT is re-evaluated.
+        self.eoi_hook: Callable[[int], None] | None = None
 
     # -- priority resolver ---------------------------------------------------------------
     def _rank(self, ir: int) -> int:
@@ -221,6 +224,7 @@ class I8259(BusDevice):
     # -- operation command words ---------------------------------------------------------
     def _ocw2(self, value: int) -> None:
         cmd, level = value >> 5, value & 7
+        before = self.isr
         if cmd in (0b001, 0b101):  # non-specific EOI, rotate on non-specific EOI
             in_service = self.isr
             if self.special_mask:
@@ -242,6 +246,9 @@ class I8259(BusDevice):
         elif cmd in (0b100, 0b000):  # set / clear rotate in automatic EOI mode
             self.rotate_aeoi = cmd == 0b100
         # 0b010 is the no-operation command.
+        cleared = before & ~self.isr
+        if cleared and self.eoi_hook is not None:
+            self.eoi_hook(cleared.bit_length() - 1)
 
     def _ocw3(self, value: int) -> None:
         if value & _OCW3_ESMM:
@@ -371,6 +378,14 @@ class PicPair:
         self.master = I8259("pic-master", True, MASTER_ELCR_MASK, self.log, self._on_change)
         self.slave = I8259("pic-slave", False, SLAVE_ELCR_MASK, self.log, self._on_change)
         self.elcr = Elcr(self)
+        # Hooks told the ISA IRQ (0-15) an EOI command ended the service of.
+        self.eoi_listeners: list[Callable[[int], None]] = []
+        self.master.eoi_hook = self._notify_eoi
+        self.slave.eoi_hook = lambda ir: self._notify_eoi(8 + ir)
+
+    def _notify_eoi(self, irq: int) -> None:
+        for fn in list(self.eoi_listeners):
+            fn(irq)
 
     # -- wiring --------------------------------------------------------------------------
     def _on_change(self, chip: I8259, inta: bool) -> None:
