@@ -61,24 +61,45 @@ def build_parser() -> argparse.ArgumentParser:
     lp.set_defaults(func=_cmd_lspci)
 
     r = sub.add_parser("run", help="run a guest under KVM on the pc machine's devices")
-    r.add_argument("--bios", metavar="FILE",
-                   help="firmware image mapped below 4 GiB (default: the bundled tour guest)")
-    r.add_argument("-m", "--memory", metavar="MB", type=int, default=128,
-                   help="guest RAM in MiB (default 128)")
-    r.add_argument("--serial", metavar="SPEC", default="stdio",
-                   help="COM1 backend: stdio, file:PATH or none (default stdio)")
-    r.add_argument("--debugcon", metavar="SPEC",
-                   help="debug console on port 0x402: stdio or file:PATH")
-    r.add_argument("--trace", metavar="FILE",
-                   help="record every port and MMIO access as qtest commands")
-    r.add_argument("--timeout", metavar="SECONDS", type=float,
-                   help="end the run after this much host time (exit status 124)")
-    r.add_argument("--no-reboot", action="store_true",
-                   help="exit with status 0 when the guest resets instead of rebooting")
-    r.add_argument("--smp", metavar="N", type=int, default=1,
-                   help="number of vCPUs (only 1 for now)")
-    r.add_argument("--kvm-device", metavar="PATH",
-                   help="KVM device node (default $SOUTHBRIDGE_KVM_DEVICE or /dev/kvm)")
+    r.add_argument(
+        "--bios",
+        metavar="FILE",
+        help="firmware image mapped below 4 GiB (default: the bundled tour guest)",
+    )
+    r.add_argument(
+        "-m", "--memory", metavar="MB", type=int, default=128, help="guest RAM in MiB (default 128)"
+    )
+    r.add_argument(
+        "--serial",
+        metavar="SPEC",
+        default="stdio",
+        help="COM1 backend: stdio, file:PATH or none (default stdio)",
+    )
+    r.add_argument(
+        "--debugcon", metavar="SPEC", help="debug console on port 0x402: stdio or file:PATH"
+    )
+    r.add_argument(
+        "--trace", metavar="FILE", help="record every port and MMIO access as qtest commands"
+    )
+    r.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        help="end the run after this much host time (exit status 124)",
+    )
+    r.add_argument(
+        "--no-reboot",
+        action="store_true",
+        help="exit with status 0 when the guest resets instead of rebooting",
+    )
+    r.add_argument(
+        "--smp", metavar="N", type=int, default=1, help="number of vCPUs (only 1 for now)"
+    )
+    r.add_argument(
+        "--kvm-device",
+        metavar="PATH",
+        help="KVM device node (default $SOUTHBRIDGE_KVM_DEVICE or /dev/kvm)",
+    )
     r.set_defaults(func=_cmd_run)
 
     d = sub.add_parser("demo", help="replay the bundled sample trace and show the answers")

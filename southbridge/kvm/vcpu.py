@@ -118,8 +118,8 @@ def ensure_kick_signal() -> None:
     if current in (signal.SIG_DFL, None):
         if threading.current_thread() is not threading.main_thread():
             raise KvmError("the KVM run must be started from the main thread (signal set-up)")
+        # Python installs handlers without SA_RESTART, so the signal interrupts KVM_RUN.
         signal.signal(KICK_SIGNAL, lambda signum, frame: None)
-        signal.siginterrupt(KICK_SIGNAL, True)
 
 
 class Vcpu:
