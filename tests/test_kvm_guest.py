@@ -191,6 +191,7 @@ def test_tour_guest_lists_pci_reads_the_rtc_and_counts_interrupts(tmp_path) -> N
     assert abs(int(rtc[1]) - 1024) <= 20, text
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     ("mode", "hz"), [(0, 1193182 / 1193), (1, 1024.0)], ids=["pit-1000Hz", "rtc-1024Hz"]
 )
