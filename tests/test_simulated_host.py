@@ -18,9 +18,8 @@ from southbridge.host.simulated import (
     build_simulated_host,
     example_specs,
 )
-from southbridge.pci.capabilities import CAP_MSI, CAP_MSIX
+from southbridge.pci.capabilities import CAP_MSI, CAP_MSIX, walk_capabilities
 from southbridge.pci.config import ConfigSpace
-from southbridge.pci.capabilities import walk_capabilities
 
 NIC = PciAddress.parse("02:00.0")
 

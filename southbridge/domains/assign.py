@@ -102,10 +102,8 @@ class AssignedFunction(FilteredFunction):
 
 
 def _bar_for(res: HostResource, device: BusDevice, name: str) -> Bar:
-    if res.is_io:
-        kind = BarKind.IO
-    else:
-        kind = BarKind.MEM64 if res.is_64bit else BarKind.MEM32
+    mem = BarKind.MEM64 if res.is_64bit else BarKind.MEM32
+    kind = BarKind.IO if res.is_io else mem
     size = max(res.size, 4 if res.is_io else 16)
     size = 1 << (size - 1).bit_length()
     return Bar(kind, size, device, prefetchable=res.prefetchable and not res.is_io, name=name)

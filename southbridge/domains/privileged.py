@@ -191,7 +191,7 @@ class PrivilegedView:
             machine.pci_ecam.bus = cast(PciBus, self)
         for fn in self.functions.values():
             for res in fn.dev.io_ranges():
-                if 0 < res.start and res.end < 0x10000:
+                if res.start > 0 and res.end < 0x10000:
                     machine.permissions.allow(res.start, res.size)
                     self.opened.append((res.start, res.size))
 

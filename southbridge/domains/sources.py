@@ -49,7 +49,10 @@ class SysfsConfigSource:
     def write(self, offset: int, size: int, value: int) -> None:
         if not self.writable or offset < 0 or offset + size > self.size:
             self.log.warning(
-                f"ro:{self.path}", "%s: config write at 0x%x not made (read-only)", self.path, offset
+                f"ro:{self.path}",
+                "%s: config write at 0x%x not made (read-only)",
+                self.path,
+                offset,
             )
             return
         os.pwrite(self.fd, (value & ones(size)).to_bytes(size, "little"), offset)

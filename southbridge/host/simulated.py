@@ -80,8 +80,8 @@ class SimSpec:
         if caps and not self.fake.bridge:
             c[0x06] |= 0x10  # status: capability list
             c[0x34] = caps[0][0]
-            for i, (off, body) in enumerate(caps):
-                c[off : off + len(body)] = body
+            for i, (off, raw) in enumerate(caps):
+                c[off : off + len(raw)] = raw
                 c[off + 1] = caps[i + 1][0] if i + 1 < len(caps) else 0
         return bytes(c)
 
@@ -177,7 +177,7 @@ class SimMemory(BusDevice):
 
     def write(self, offset: int, size: int, value: int) -> None:
         self.log.append(("w", offset, size, value))
-        if 0 <= offset and offset + size <= len(self.data):
+        if offset >= 0 and offset + size <= len(self.data):
             self.data[offset : offset + size] = (value & ones(size)).to_bytes(size, "little")
 
 
