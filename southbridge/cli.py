@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="firmware image mapped below 4 GiB (default: the bundled tour guest)",
     )
     r.add_argument(
+        "--kernel", metavar="FILE", help="boot a Multiboot (v1) kernel, ELF or a.out kludge"
+    )
+    r.add_argument("--append", metavar="STRING", help="the kernel's command line (with --kernel)")
+    r.add_argument("--initrd", metavar="FILE", help="Multiboot module 0 (with --kernel)")
+    r.add_argument(
         "-m", "--memory", metavar="MB", type=int, default=128, help="guest RAM in MiB (default 128)"
     )
     r.add_argument(

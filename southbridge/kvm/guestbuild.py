@@ -3,6 +3,9 @@
 Images are cached under $SOUTHBRIDGE_CACHE (default ~/.cache/southbridge/guests) by a hash
 of the source, the included files and the linker script, so a changed guest is rebuilt and
 an unchanged one is built once.
+
+Guests named `mb_*` are 32-bit Multiboot kernels: linked by `mb.ld` into ELF images (`.elf`)
+for `southbridge run --kernel`, instead of flat reset-vector images.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pathlib import Path
 
 GUEST_DIR = Path(__file__).resolve().parent.parent / "guests"
 LINKER_SCRIPT = "guest.ld"
+MULTIBOOT_PREFIX = "mb_"
+MULTIBOOT_LINKER_SCRIPT = "mb.ld"
 
 
 class GuestBuildError(Exception):
@@ -30,22 +35,37 @@ def cache_dir() -> Path:
 
 def available() -> list[str]:
     """Names of the bundled guests (sources that have a reset vector)."""
-    return sorted(p.stem for p in GUEST_DIR.glob("*.S") if not p.stem.startswith("_"))
+    return sorted(
+        p.stem for p in GUEST_DIR.glob("*.S") if not p.stem.startswith(("_", MULTIBOOT_PREFIX))
+    )
+
+
+def multiboot_available() -> list[str]:
+    """Names of the bundled Multiboot kernels."""
+    return sorted(p.stem for p in GUEST_DIR.glob(f"{MULTIBOOT_PREFIX}*.S"))
+
+
+def _linker_script(name: str) -> Path:
+    multiboot = name.startswith(MULTIBOOT_PREFIX)
+    return GUEST_DIR / (MULTIBOOT_LINKER_SCRIPT if multiboot else LINKER_SCRIPT)
 
 
 def _digest(source: Path) -> str:
     h = hashlib.sha256()
-    for p in [source, GUEST_DIR / LINKER_SCRIPT, *sorted(GUEST_DIR.glob("_*.S"))]:
+    for p in [source, _linker_script(source.stem), *sorted(GUEST_DIR.glob("_*.S"))]:
         h.update(p.name.encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:16]
 
 
 def build(name: str) -> Path:
-    """Path of the flat binary for guest `name`, building it if the cache lacks it."""
+    """Path of the flat binary (the ELF image for `mb_*`) for guest `name`, building it if
+    the cache lacks it."""
     source = GUEST_DIR / f"{name}.S"
     if not source.is_file():
-        raise GuestBuildError(f"no bundled guest named {name!r} (have: {', '.join(available())})")
-    out = cache_dir() / f"{name}-{_digest(source)}.bin"
+        have = ", ".join(available() + multiboot_available())
+        raise GuestBuildError(f"no bundled guest named {name!r} (have: {have})")
+    suffix = ".elf" if name.startswith(MULTIBOOT_PREFIX) else ".bin"
+    out = cache_dir() / f"{name}-{_digest(source)}{suffix}"
     if out.is_file():
         return out
     for tool in ("as", "ld"):
@@ -62,7 +82,7 @@ def build(name: str) -> Path:
                 "-m",
                 "elf_i386",
                 "-T",
-                str(GUEST_DIR / LINKER_SCRIPT),
+                str(_linker_script(name)),
                 "-o",
                 str(binary),
                 str(obj),

@@ -30,7 +30,7 @@ import struct
 from dataclasses import dataclass, field
 
 from southbridge.kvm import abi
-from southbridge.kvm.loader import LoadError
+from southbridge.kvm.loader import LoadError, read_image
 from southbridge.kvm.vcpu import Vcpu
 from southbridge.machine.base import Machine
 
@@ -400,3 +400,30 @@ def enter(vcpu: Vcpu, plan: BootPlan) -> None:
     regs.rbx = plan.info_addr
     regs.rflags = 0x2  # IF and VM clear; bit 1 is always set
     vcpu.set_regs(regs)
+
+
+@dataclass(frozen=True)
+class KernelFiles:
+    """What `--kernel/--append/--initrd` name, read and parsed once per run."""
+
+    path: str
+    kernel: Kernel
+    cmdline: str
+    modules: tuple[tuple[bytes, str], ...]
+
+    def load(self, machine: Machine) -> BootPlan:
+        """Lay the kernel out in `machine`'s RAM and write it there (each boot)."""
+        name = f"kernel {self.path!r}"
+        plan = plan_boot(self.kernel, ram_ranges(machine), self.cmdline, list(self.modules), name)
+        load(machine, plan)
+        return plan
+
+
+def read_kernel(path: str, append: str | None, initrd: str | None, limit: int) -> KernelFiles:
+    """Read and check the kernel and the initrd (at most `limit` bytes each, the RAM size)."""
+    data = read_image(path, limit, what="kernel")
+    kernel = parse_kernel(data, f"kernel {path!r}")
+    modules: tuple[tuple[bytes, str], ...] = ()
+    if initrd is not None:
+        modules = ((read_image(initrd, limit, what="initrd"), initrd),)
+    return KernelFiles(path, kernel, kernel_cmdline(path, append), modules)

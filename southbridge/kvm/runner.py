@@ -4,6 +4,7 @@ Exit status: the guest's isa-debug-exit status ((value << 1) | 1, low 8 bits); 0
 guest powers off, or resets (or triple-faults) with --no-reboot; 124 when --timeout expires;
 1 when KVM reports an error (one message and a register dump on stderr); 2 for bad input
 (missing or unreadable image, image too big, no /dev/kvm or no permission), one line.
+With --kernel a Multiboot kernel boots without a BIOS (southbridge/kvm/multiboot.py).
 Without --no-reboot a reset rebuilds the machine and runs the image again, like a PC's
 hard reset. With no --bios the bundled tour guest runs; it resets when done, and
 --no-reboot is implied so that ends the run.
@@ -20,6 +21,7 @@ from typing import TextIO
 
 from southbridge.core.clock import HostClock
 from southbridge.core.trace import QtestTracer
+from southbridge.kvm import multiboot
 from southbridge.kvm.cmos import fill_cmos
 from southbridge.kvm.loader import LoadError, map_bios, read_image
 from southbridge.kvm.session import KvmSession
@@ -69,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout is not None and not args.timeout > 0:
         raise UserError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
     no_reboot = bool(args.no_reboot)
-    if args.bios is None:
+    kernel = _read_kernel(args)
+    bios_path: str | None = None
+    if kernel is not None:
+        pass  # no BIOS: the vCPU starts at the kernel's entry point
+    elif args.bios is None:
         # The tour resets the machine when it is done: that ends the run (status 0).
         no_reboot = True
         from southbridge.kvm.guestbuild import GuestBuildError, build
@@ -81,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         bios_path = args.bios
     try:
-        image = read_image(bios_path)
+        image = b"" if bios_path is None else read_image(bios_path)
     except LoadError as e:
         raise UserError(str(e)) from None
 
@@ -95,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     reboots = 0
     try:
         while True:
-            result = _run_once(args, image, kvm_device, trace_file, deadline)
+            result = _run_once(args, image, kvm_device, trace_file, deadline, kernel)
             if result.reason in ("reset", "triple-fault") and not no_reboot:
                 reboots += 1
                 if result.reason == "triple-fault" and reboots == 1:
@@ -116,12 +122,30 @@ def run(args: argparse.Namespace) -> int:
     return result.status & 0xFF
 
 
+def _read_kernel(args: argparse.Namespace) -> multiboot.KernelFiles | None:
+    """The --kernel/--append/--initrd files, read and checked once (None: no --kernel)."""
+    from southbridge.cli import UserError
+
+    kernel, append, initrd = args.kernel, args.append, args.initrd
+    if kernel is None:
+        if append is not None or initrd is not None:
+            raise UserError("--append and --initrd need --kernel")
+        return None
+    if args.bios is not None:
+        raise UserError("--kernel and --bios cannot be used together (a kernel boots without BIOS)")
+    try:
+        return multiboot.read_kernel(kernel, append, initrd, args.memory * MiB)
+    except LoadError as e:
+        raise UserError(str(e)) from None
+
+
 def _run_once(
     args: argparse.Namespace,
     image: bytes,
     kvm_device: str,
     trace_file: TextIO | None,
     deadline: float | None,
+    kernel: multiboot.KernelFiles | None = None,
 ) -> RunEnd:
     from southbridge.cli import UserError
 
@@ -131,8 +155,14 @@ def _run_once(
     except (ValueError, OSError) as e:
         raise UserError(str(e)) from None
     try:
+        shadow: PamShadow | None = None
+        plan: multiboot.BootPlan | None = None
         try:
-            shadow = prepare_firmware(machine, image)
+            if kernel is None:
+                shadow = prepare_firmware(machine, image)
+            else:
+                fill_cmos(machine.rtc, machine.config.memory_mb * MiB, cpus=machine.config.smp)
+                plan = kernel.load(machine)
         except LoadError as e:
             raise UserError(str(e)) from None
         if trace_file is not None:
@@ -143,8 +173,11 @@ def _run_once(
             session = KvmSession(machine, device=kvm_device)
         except KvmError as e:
             raise UserError(str(e)) from None
-        shadow.on_change = session.sync_memory
+        if shadow is not None:
+            shadow.on_change = session.sync_memory
         with session:
+            if plan is not None:
+                multiboot.enter(session.vcpus[0], plan)
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             return session.run(timeout)
     finally:
