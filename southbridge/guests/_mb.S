@@ -43,6 +43,22 @@ _start:
         jmp     99b
 .endm
 
+/* Return from an interrupt to the same privilege level without IRET: this host's KVM
+ * emulates ring-0 code and its emulator implements IRET only in real mode (emulation
+ * failure on protected-mode IRET, like INT n; see southbridge/kvm/__init__.py). The frame
+ * [EIP, CS, EFLAGS] becomes [EFLAGS, EIP] for POPF; RET. CS is unchanged (one code
+ * segment). An interrupt right after POPF nests cleanly on the remaining return address. */
+.macro  IRET_SAME
+        push    %eax
+        mov     4(%esp), %eax           /* EIP */
+        xchg    %eax, 12(%esp)          /* EFLAGS slot <- EIP, EAX <- EFLAGS */
+        mov     %eax, 8(%esp)           /* CS slot <- EFLAGS */
+        pop     %eax
+        add     $4, %esp
+        popfl
+        ret
+.endm
+
 /* Print the NUL-terminated string `label` on the debug console. */
 .macro  PUTS    label
         mov     $\label, %esi
