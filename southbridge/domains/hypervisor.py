@@ -1,0 +1,214 @@
+"""One process, several domains: each its own pc machine, port permission bitmap, KVM VM
+and vCPU threads.
+
+Domains are built in configuration order: the privileged one gets the host-numbered PCI view
+(`PrivilegedView`); each user domain claims, as it starts, the hidden devices reserved for it
+and every hidden device nobody reserved or owns yet (`Assignments.claim`), so the first user
+domain gets them by default. `run` starts every domain's vCPUs (sessions are created on the
+calling thread, which must be the main one for KVM's kick signal) and waits for all of them;
+`shutdown` detaches every assigned device (revoking ports, mappings and routes) and releases
+it in the ledger, so a later user domain could claim it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from southbridge.core.clock import Clock, HostClock
+from southbridge.core.hostports import HostPortBackend, make_backend
+from southbridge.core.permissions import PortPermissions
+from southbridge.devices.lapic import LocalApic
+from southbridge.devices.pic import PicPair
+from southbridge.domains.assign import AssignedDevice
+from southbridge.domains.assignment import Assignments
+from southbridge.domains.config import DomainConfig, HypervisorConfig
+from southbridge.domains.privileged import PrivilegedView, permissive_masks
+from southbridge.domains.sources import source_for
+from southbridge.host.inventory import HostInventory, load_lspci_dump, probe_sysfs
+from southbridge.host.simulated import SimulatedHost
+from southbridge.machine.pc import PcConfig, PcMachine
+
+logger = logging.getLogger("southbridge.domains")
+
+GUEST_PREFIX = "guest:"
+
+
+class HypervisorError(ValueError):
+    """A domain cannot be built (bad image, no KVM): one line for the user."""
+
+
+class LapicInterrupts:
+    """A vCPU's interrupt controller when MSIs must reach it: the local APIC's vectors
+    first, then the 8259's through LINT0 in ExtINT mode (QEMU's order)."""
+
+    def __init__(self, lapic: LocalApic, pic: PicPair) -> None:
+        self.lapic = lapic
+        self.pic = pic
+        self.intr = lapic.intr
+
+    def acknowledge(self) -> int:
+        if self.lapic.highest_pending() is None and self.lapic.extint_requested():
+            return self.pic.acknowledge()
+        return self.lapic.ack()
+
+
+@dataclass
+class Domain:
+    config: DomainConfig
+    machine: PcMachine
+    view: PrivilegedView | None = None
+    assigned: list[AssignedDevice] = field(default_factory=list)
+    session: object | None = None
+    result: object | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def load_inventory(config: HypervisorConfig) -> HostInventory:
+    if config.lspci_dump:
+        return load_lspci_dump(config.lspci_dump)
+    return probe_sysfs(config.sysfs or "/sys")
+
+
+class Hypervisor:
+    def __init__(
+        self,
+        config: HypervisorConfig,
+        inventory: HostInventory | None = None,
+        sim: SimulatedHost | None = None,
+        host_ports: HostPortBackend | None = None,
+        clock_factory: Callable[[], Clock] = HostClock,
+    ) -> None:
+        self.config = config
+        self.sim = sim
+        if inventory is None:
+            inventory = sim.inventory() if sim is not None else load_inventory(config)
+        self.inventory = inventory
+        if host_ports is None:
+            host_ports = sim.ports if sim is not None else make_backend(config.host_ports)
+        self.host_ports = host_ports
+        self.clock_factory = clock_factory
+        self.assignments = Assignments(inventory, list(config.hide))
+        for dc in config.domains:
+            for addr in dc.assign:
+                if self.assignments.is_hidden(addr):
+                    self.assignments.reserve(addr, dc.name)
+        self.domains: list[Domain] = []
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.assignments.warnings
+
+    def domain(self, name: str) -> Domain:
+        return next(d for d in self.domains if d.name == name)
+
+    # -- building ------------------------------------------------------------------------
+    def build(self) -> list[Domain]:
+        """Build every configured domain in order (claims happen here, first come first)."""
+        for dc in self.config.domains:
+            self.domains.append(self.build_domain(dc))
+        return self.domains
+
+    def build_domain(self, dc: DomainConfig) -> Domain:
+        machine = PcMachine(
+            PcConfig(memory_mb=dc.memory_mb, smp=dc.smp, serial=dc.serial, debugcon=dc.debugcon),
+            clock=self.clock_factory(),
+            permissions=PortPermissions(),
+            host_ports=self.host_ports,
+        )
+        dom = Domain(dc, machine)
+        if dc.privileged:
+            dom.view = PrivilegedView(self.assignments, self.sim, dc.permissive)
+            dom.view.install(machine)
+        else:
+            for dev in self.assignments.claim(dc.name):
+                masks = permissive_masks(dc.permissive.get(dev.addr, []))
+                src = source_for(dev, self.sim)
+                try:
+                    dom.assigned.append(AssignedDevice(machine, dev, src, dc.name, self.sim, masks))
+                except ValueError as e:
+                    self.assignments.release(dc.name)
+                    raise HypervisorError(f"{dc.name}: cannot assign {dev.addr}: {e}") from None
+        return dom
+
+    # -- running -------------------------------------------------------------------------
+    def run(self, timeout: float | None = None, kvm_device: str | None = None) -> dict[str, object]:
+        """Load each domain's image, run all domains until each ends; returns the RunEnd of
+        every domain by name. Always shuts the domains down."""
+        from southbridge.kvm.guestbuild import GuestBuildError, build
+        from southbridge.kvm.loader import LoadError, read_image
+        from southbridge.kvm.runner import DEFAULT_GUEST, prepare_firmware
+        from southbridge.kvm.session import KvmSession
+        from southbridge.kvm.system import DEFAULT_DEVICE, KvmError
+
+        if not self.domains:
+            self.build()
+        try:
+            for dom in self.domains:
+                bios = dom.config.bios or GUEST_PREFIX + DEFAULT_GUEST
+                try:
+                    path = (
+                        str(build(bios[len(GUEST_PREFIX) :]))
+                        if bios.startswith(GUEST_PREFIX)
+                        else bios
+                    )
+                    shadow = prepare_firmware(dom.machine, read_image(path))
+                except (GuestBuildError, LoadError) as e:
+                    raise HypervisorError(f"{dom.name}: {e}") from None
+                m = dom.machine
+                irqs = [LapicInterrupts(m.lapics[0], m.pic)] + [None] * (dom.config.smp - 1)
+                try:
+                    session = KvmSession(
+                        m, dom.config.smp, irqs, device=kvm_device or DEFAULT_DEVICE
+                    )
+                except KvmError as e:
+                    raise HypervisorError(str(e)) from None
+                shadow.on_change = session.sync_memory
+                dom.session = session
+            threads = []
+            for dom in self.domains:  # started in configuration order
+                t = threading.Thread(
+                    target=self._run_one, args=(dom, timeout), name=f"dom-{dom.name}", daemon=True
+                )
+                t.start()
+                threads.append(t)
+            for t in threads:
+                t.join()
+            return {d.name: d.result for d in self.domains}
+        finally:
+            self.shutdown()
+
+    @staticmethod
+    def _run_one(dom: Domain, timeout: float | None) -> None:
+        from southbridge.kvm.session import KvmSession
+        from southbridge.kvm.vcpu import RunEnd
+
+        session = dom.session
+        assert isinstance(session, KvmSession)
+        try:
+            dom.result = session.run(timeout)
+        except Exception as e:  # one domain's failure must not take the others down
+            logger.exception("domain %s failed", dom.name)
+            dom.result = RunEnd("error", 1, f"{dom.name}: {e}")
+
+    def shutdown(self) -> None:
+        """Detach and release every assigned device; close sessions and backends."""
+        from southbridge.kvm.runner import close_machine
+        from southbridge.kvm.session import KvmSession
+
+        for dom in self.domains:
+            for ad in dom.assigned:
+                ad.detach()
+            dom.assigned = []
+            self.assignments.release(dom.name)
+            if dom.view is not None:
+                dom.view.uninstall(dom.machine)
+            if isinstance(dom.session, KvmSession):
+                dom.session.close()
+            dom.session = None
+            close_machine(dom.machine)
