@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from southbridge.core.clock import Clock, HostClock
 from southbridge.core.hostports import HostPortBackend, make_backend
@@ -30,6 +31,9 @@ from southbridge.domains.sources import source_for
 from southbridge.host.inventory import HostInventory, load_lspci_dump, probe_sysfs
 from southbridge.host.simulated import SimulatedHost
 from southbridge.machine.pc import PcConfig, PcMachine
+
+if TYPE_CHECKING:
+    from southbridge.kvm.vcpu import InterruptController
 
 logger = logging.getLogger("southbridge.domains")
 
@@ -161,7 +165,8 @@ class Hypervisor:
                 except (GuestBuildError, LoadError) as e:
                     raise HypervisorError(f"{dom.name}: {e}") from None
                 m = dom.machine
-                irqs = [LapicInterrupts(m.lapics[0], m.pic)] + [None] * (dom.config.smp - 1)
+                irqs: list[InterruptController | None] = [LapicInterrupts(m.lapics[0], m.pic)]
+                irqs += [None] * (dom.config.smp - 1)
                 try:
                     session = KvmSession(
                         m, dom.config.smp, irqs, device=kvm_device or DEFAULT_DEVICE
