@@ -33,6 +33,10 @@ def _cmd_lspci(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.config or args.hide:
+        from southbridge.domains.runcmd import run_hypervisor
+
+        return run_hypervisor(args)
     from southbridge.kvm.runner import run
 
     return run(args)
@@ -104,6 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--kvm-device",
         metavar="PATH",
         help="KVM device node (default $SOUTHBRIDGE_KVM_DEVICE or /dev/kvm)",
+    )
+    r.add_argument(
+        "--config",
+        metavar="FILE",
+        help="run the domains of a hypervisor configuration (TOML) in one process",
+    )
+    r.add_argument(
+        "--hide",
+        action="append",
+        metavar="SPEC",
+        help="hide host PCI devices from the privileged domain: hide=02:01.0 or "
+        "(02:01.0)(0000:03:00.1); repeatable",
     )
     r.set_defaults(func=_cmd_run)
 

@@ -103,6 +103,7 @@ class Hypervisor:
                 if self.assignments.is_hidden(addr):
                     self.assignments.reserve(addr, dc.name)
         self.domains: list[Domain] = []
+        self._closed = False
 
     @property
     def warnings(self) -> list[str]:
@@ -206,6 +207,9 @@ class Hypervisor:
         from southbridge.kvm.runner import close_machine
         from southbridge.kvm.session import KvmSession
 
+        if self._closed:
+            return
+        self._closed = True
         for dom in self.domains:
             for ad in dom.assigned:
                 ad.detach()
