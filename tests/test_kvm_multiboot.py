@@ -117,6 +117,16 @@ def test_fw_cfg_signature_cpus_ram_and_file_directory(tmp_path: Path, memory_mb:
     assert lines[-1] == "key=00000020"  # the first file key (FW_CFG_FILE_FIRST)
 
 
+def test_fw_cfg_cpu_count_follows_smp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Key 0x05 is the -smp count; the application processors wait for INIT/SIPI as on a
+    PC after firmware, so the kernel on the BSP runs alone."""
+    rc, out = run(tmp_path, "mb_fwcfg", "--smp", "2")
+    if rc == 2 and "--smp" in capsys.readouterr().err:
+        pytest.skip("this runner does not support --smp 2 yet")
+    assert rc == status(0x21), out
+    assert out.splitlines()[0] == "cpus=00000002"
+
+
 # -- (c) pc-testdev ------------------------------------------------------------------------------
 def test_pc_testdev_scratch_mmio_and_gsi_interrupts_through_the_pic(tmp_path: Path) -> None:
     """hw/misc/pc-testdev.c: the 0xE0 scratch register, the 0xFF000000 window, and a byte

@@ -21,6 +21,11 @@ the peer), without a BIOS.
 No BIOS is mapped: the vCPU starts at the kernel's entry, so nothing is at the reset vector
 and 0xA0000-0xFFFFF is reported reserved. A reset rebuilds the machine and loads the
 kernel again (the runner's reboot loop), which is what a PC would do with a boot loader.
+Only the BSP (vCPU 0) is entered; application processors stay in wait-for-SIPI, as firmware
+leaves them.
+
+This host's KVM emulates ring-0 code and cannot emulate a protected-mode IRET (nor INT n),
+so the bundled guests return from interrupt handlers with POPF; RET (guests/_mb.S).
 """
 
 from __future__ import annotations
