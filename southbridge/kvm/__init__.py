@@ -19,9 +19,10 @@ tiny experiments with the modules here (see tests/test_kvm_*.py, which keep chec
   slot backs ends in KVM_EXIT_INTERNAL_ERROR (emulation failure, instruction bytes given);
   a triple fault (an exception with an empty GDT/IDT in protected mode) exits as
   KVM_EXIT_SHUTDOWN.
-* This host's KVM fails (emulation failure) on INT n, INT3 and UD2 while it emulates
-  privileged code, and on CMPXCHG16B and INVPCID, so CPUID hides CMPXCHG16B and INVPCID
-  and the test guests avoid the others.
+* This host's KVM fails (emulation failure) on INT n, INT3, UD2 and a protected-mode IRET
+  while it emulates privileged code, and on CMPXCHG16B and INVPCID, so CPUID hides
+  CMPXCHG16B and INVPCID and the test guests avoid the others (the Multiboot guests return
+  from interrupts with POPF; RET).
 * A port-I/O exit costs about 14 us end to end from Python (50,000 OUTs in 0.7 s);
   SeaBIOS's POST reaches "No bootable device" in about 3 s.
 * KVM offers kvmclock through CPUID 0x40000001; we hide it so guests time themselves with
@@ -29,6 +30,7 @@ tiny experiments with the modules here (see tests/test_kvm_*.py, which keep chec
 
 Modules: `abi` (linux/kvm.h in ctypes), `system` (/dev/kvm), `vm` (memory slots), `vcpu`
 (registers, CPUID, the run loop and interrupt injection), `session` (threads and how a run
-ends), `loader` (BIOS images), `shadow` (PAM), `cmos` (firmware's CMOS bytes), `runner`
-(`southbridge run`), `guestbuild` (the bundled assembly guests).
+ends), `loader` (BIOS images), `multiboot` (--kernel: Multiboot v1 without a BIOS),
+`shadow` (PAM), `cmos` (firmware's CMOS bytes), `runner` (`southbridge run`), `guestbuild`
+(the bundled assembly guests).
 """
