@@ -151,8 +151,10 @@ class AssignedDevice:
                 self.closers.append(rm.close)
                 device = rm
             else:
+                # Still a BAR (sizing works, an MSI-X table in it is emulated); the rest of
+                # it floats, as a region nothing decodes.
                 self.log.warning(f"nomem:{dev.addr}", "%s: BAR %d has no backing", name, res.index)
-                continue
+                device = BusDevice()
             bars[res.index] = _bar_for(res, device, name)
         self.fn = AssignedFunction(
             source,
