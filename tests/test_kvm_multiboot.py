@@ -85,6 +85,13 @@ def test_info_structure_seen_by_the_kernel(tmp_path: Path, initrd: Path, memory_
     assert lines[10] == "loader=southbridge"
 
 
+def test_module_arguments_are_part_of_its_string(tmp_path: Path, initrd: Path) -> None:
+    """QEMU's -initrd "FILE ARGS": the module is FILE, its string the whole entry."""
+    rc, out = run(tmp_path, "mb_info", "--append", "mb-test 42", "--initrd", f"{initrd} a=1")
+    assert rc == status(0x20), out
+    assert f"mod0={initrd} a=1" in out.splitlines()
+
+
 def test_a_different_command_line_fails_the_guest_check(tmp_path: Path, initrd: Path) -> None:
     """The guest really compares: another --append gives its exit value 6."""
     rc, _ = run(tmp_path, "mb_info", "--append", "mb-test 43", "--initrd", str(initrd))

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from southbridge import cli
+from southbridge.kvm import abi
 from southbridge.kvm import multiboot as mb
 from southbridge.kvm.multiboot import MultibootError
 from southbridge.machine.pc import PcConfig, PcMachine
@@ -454,3 +455,76 @@ def test_bad_kernels_are_one_error_line(
 def test_append_without_kernel(capsys: pytest.CaptureFixture[str]) -> None:
     rc, line = _run(capsys, "--append", "x")
     assert rc == 2 and "--append and --initrd need --kernel" in line
+
+
+# -- modules as QEMU's -initrd -----------------------------------------------------------------
+def test_initrd_spec_is_split_like_qemu() -> None:
+    """QEMU: modules separated by ',' (',,' escapes a comma); after a space come the
+    module's arguments; the module string is the whole entry."""
+    assert mb.split_initrd("/a") == [("/a", "/a")]
+    assert mb.split_initrd("/a x=1,/b") == [("/a", "/a x=1"), ("/b", "/b")]
+    assert mb.split_initrd("/a,,b y") == [("/a,b", "/a,b y")]
+
+
+def test_read_kernel_reads_every_module_in_order_and_allows_empty_ones(tmp_path: Path) -> None:
+    k = tmp_path / "k.elf"
+    k.write_bytes(simple_elf())
+    (tmp_path / "m0").write_bytes(b"zero")
+    (tmp_path / "m1").write_bytes(b"")
+    files = mb.read_kernel(str(k), "ro", f"{tmp_path}/m0 a b,{tmp_path}/m1", 128 * MiB)
+    assert files.cmdline == f"{k} ro"
+    assert files.modules == ((b"zero", f"{tmp_path}/m0 a b"), (b"", f"{tmp_path}/m1"))
+    plan = mb.plan_boot(files.kernel, RAM_128, files.cmdline, list(files.modules))
+    (s0, e0, _), (s1, e1, _) = plan.modules
+    assert e0 - s0 == 4 and s1 == e1 and s1 > s0 and s1 % 4096 == 0
+
+
+# -- the entry state (3.2) ----------------------------------------------------------------------
+class FakeVcpu:
+    """What `enter` uses of a Vcpu: its registers, starting from the reset values."""
+
+    def __init__(self) -> None:
+        self.sregs = abi.kvm_sregs()
+        self.sregs.tr.type, self.sregs.tr.present = 11, 1
+        self.regs = abi.kvm_regs()
+        self.regs.rflags = 0x202
+
+    def get_sregs(self) -> abi.kvm_sregs:
+        return self.sregs
+
+    def set_sregs(self, sregs: abi.kvm_sregs) -> None:
+        self.sregs = sregs
+
+    def set_regs(self, regs: abi.kvm_regs) -> None:
+        self.regs = regs
+
+
+def test_entry_state_is_the_specs_machine_state() -> None:
+    """3.2: EAX magic, EBX info address, CS 32-bit r/x flat, data segments 32-bit r/w flat,
+    CR0.PG clear and PE set, EFLAGS.VM and IF clear; our GDT describes the selectors."""
+    plan = mb.plan_boot(mb.parse_kernel(simple_elf()), RAM_128, "")
+    v = FakeVcpu()
+    mb.enter(v, plan)  # type: ignore[arg-type]
+    r, s = v.regs, v.sregs
+    assert (r.rax, r.rbx, r.rip) == (mb.BOOT_MAGIC, plan.info_addr, plan.entry)
+    assert r.rflags == 0x2
+    assert s.cr0 & 0x80000001 == 1 and s.cr4 == 0 and s.efer == 0
+    assert (s.cs.selector, s.cs.type, s.cs.db, s.cs.g, s.cs.base, s.cs.limit) == (
+        0x10,
+        0xB,
+        1,
+        1,
+        0,
+        0xFFFFFFFF,
+    )
+    for seg in (s.ds, s.es, s.fs, s.gs, s.ss):
+        assert (seg.selector, seg.type, seg.db, seg.present, seg.base, seg.limit) == (
+            0x18,
+            0x3,
+            1,
+            1,
+            0,
+            0xFFFFFFFF,
+        )
+    assert (s.gdt.base, s.gdt.limit) == (plan.gdt_addr, 31)
+    assert s.tr.type == 11  # the reset TR stays: KVM needs a busy TSS in protected mode

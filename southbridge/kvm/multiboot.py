@@ -8,10 +8,10 @@ the peer), without a BIOS.
   below 4 GiB) and is loaded by its PT_LOAD program headers at their physical addresses.
   Required bits 0-15 we do not know (3-15) refuse the image as the spec demands; bit 2
   (video mode) is accepted without video information, as QEMU does.
-* Modules (`--initrd` as module 0, its string the file name like QEMU's) are page aligned
-  after the kernel; then one area holds the information structure, the memory map, the
-  module list, the strings (command line "KERNEL APPEND", as QEMU passes it; boot loader
-  name "southbridge") and a flat GDT.
+* Modules (`--initrd FILE[ ARGS][,FILE...]` as QEMU's -initrd, module 0 first, each one's
+  string the whole entry) are page aligned after the kernel; then one area holds the
+  information structure, the memory map, the module list, the strings (command line
+  "KERNEL APPEND", as QEMU passes it; boot loader name "southbridge") and a flat GDT.
 * Entry (spec 3.2, "Machine state"): EAX = 0x2BADB002, EBX = the information structure,
   CS a flat 32-bit code segment (selector 0x10), DS/ES/FS/GS/SS flat data (0x18), both
   described by the GDT in guest memory so a kernel that reloads them gets the same
@@ -31,6 +31,7 @@ so the bundled guests return from interrupt handlers with POPF; RET (guests/_mb.
 from __future__ import annotations
 
 import itertools
+import os
 import struct
 from dataclasses import dataclass, field
 
@@ -424,11 +425,37 @@ class KernelFiles:
         return plan
 
 
+def split_initrd(spec: str) -> list[tuple[str, str]]:
+    """QEMU's -initrd for Multiboot: modules separated by commas (",," is a literal comma),
+    each "FILE[ ARGS]"; the module's string is the whole entry. Returns (file, string)."""
+    entries, cur, i = [], [], 0
+    while i < len(spec):
+        if spec[i] == ",":
+            if spec[i + 1 : i + 2] == ",":
+                cur.append(",")
+                i += 2
+                continue
+            entries.append("".join(cur))
+            cur = []
+        else:
+            cur.append(spec[i])
+        i += 1
+    entries.append("".join(cur))
+    return [(e.split(" ", 1)[0], e) for e in entries]
+
+
+def _read_module(path: str, limit: int) -> bytes:
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        return b""  # an empty module is valid Multiboot (mod_start == mod_end)
+    return read_image(path, limit, what="initrd")
+
+
 def read_kernel(path: str, append: str | None, initrd: str | None, limit: int) -> KernelFiles:
-    """Read and check the kernel and the initrd (at most `limit` bytes each, the RAM size)."""
+    """Read and check the kernel and the modules (at most `limit` bytes each, the RAM size);
+    `initrd` as QEMU's -initrd (see `split_initrd`), module 0 first."""
     data = read_image(path, limit, what="kernel")
     kernel = parse_kernel(data, f"kernel {path!r}")
     modules: tuple[tuple[bytes, str], ...] = ()
     if initrd is not None:
-        modules = ((read_image(initrd, limit, what="initrd"), initrd),)
+        modules = tuple((_read_module(f, limit), s) for f, s in split_initrd(initrd))
     return KernelFiles(path, kernel, kernel_cmdline(path, append), modules)
