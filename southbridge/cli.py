@@ -74,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--kernel", metavar="FILE", help="boot a Multiboot (v1) kernel, ELF or a.out kludge"
     )
     r.add_argument("--append", metavar="STRING", help="the kernel's command line (with --kernel)")
-    r.add_argument("--initrd", metavar="FILE", help="Multiboot module 0 (with --kernel)")
+    r.add_argument(
+        "--initrd",
+        metavar="FILE",
+        help="Multiboot modules (with --kernel): FILE[ ARGS][,FILE...], module 0 first",
+    )
     r.add_argument(
         "-m", "--memory", metavar="MB", type=int, default=128, help="guest RAM in MiB (default 128)"
     )
