@@ -5,6 +5,9 @@
  *   6 "etc/boot-fail-wait" not in the file directory (key 0x19)
  *   7 its contents are not 0xFFFFFFFF (QEMU's "never reboot" default)
  *   8 a read past an item's end is not 0
+ *   9 the ID lacks DMA (bit 1), or a DMA read of key 0x03 (an FWCfgDmaAccess in RAM, its
+ *     address written big-endian to 0x514/0x518 as Linux's qemu_fw_cfg does) did not
+ *     complete with control 0 and the same RAM size
  * Success: 0x21 (status 0x43). Prints cpus=, ram=, the file names and the key found. */
         .include "_mb.S"
 
@@ -26,6 +29,23 @@
         testb   $1, buf
         jnz     1f
         EXIT    3
+1:      testb   $2, buf                 /* DMA interface */
+        jz      bad_dma
+        movl    $0x0a000300, dma_desc   /* control BE: key 0x03 << 16 | SELECT | READ */
+        movl    $0x08000000, dma_desc + 4   /* length BE: 8 */
+        movl    $0, dma_desc + 8        /* address BE64: high half */
+        mov     $dma_buf, %eax
+        bswap   %eax
+        mov     %eax, dma_desc + 12
+        xor     %eax, %eax              /* descriptor address: high half, then low (go) */
+        mov     $0x514, %dx
+        outl    %eax, %dx
+        mov     $dma_desc, %eax
+        bswap   %eax
+        mov     $0x518, %dx
+        outl    %eax, %dx
+        cmpl    $0, dma_desc            /* control cleared: done, no error */
+        jne     bad_dma
 1:      mov     $5, %ax                 /* key 0x05: number of CPUs, 16-bit LE */
         call    fw_cfg_select
         movl    $0, buf
@@ -55,7 +75,13 @@
         cmp     buf, %eax
         jne     bad_ram
         cmpl    $0, buf + 4
+        jne     bad_ram
+        cmp     dma_buf, %eax           /* the DMA read gave the same size */
+        jne     bad_dma
+        cmpl    $0, dma_buf + 4
         je      1f
+bad_dma:
+        EXIT    9
 bad_ram:
         EXIT    5
 
@@ -110,4 +136,6 @@ s_file:         .asciz "\nfile "
 s_key:          .asciz "\nkey="
         .align  4
 buf:            .skip   8
+dma_desc:       .skip   16
+dma_buf:        .skip   8
 file:           .skip   64
