@@ -91,9 +91,11 @@ def simple_elf(paddr: int = MiB, size: int = 0x100, bss: int = 0x1000) -> bytes:
 
 def read_plan(plan: mb.BootPlan) -> bytes:
     """The guest-physical bytes the plan writes, as a sparse image of the first 128 MiB."""
-    mem = bytearray(128 * MiB)
+    mem = bytearray(b"\xee" * (128 * MiB))  # not zero: the plan must clear the bss itself
     for gpa, data in plan.writes:
         mem[gpa : gpa + len(data)] = data
+    for gpa, length in plan.zeroes:
+        mem[gpa : gpa + length] = bytes(length)
     return bytes(mem)
 
 
@@ -150,13 +152,20 @@ def test_elf32_loads_each_pt_load_at_its_physical_address_with_bss_zeroed() -> N
         (2 * MiB, b"DATA", 0x2000),
     ]
     plan = mb.plan_boot(k, RAM_128, "k")
-    assert (2 * MiB, b"DATA" + bytes(0x2000 - 4)) in plan.writes
+    assert (2 * MiB, b"DATA") in plan.writes
+    assert (2 * MiB + 4, 0x2000 - 4) in plan.zeroes and (MiB, text) in plan.writes
 
 
 def test_elf_linked_high_enters_at_the_physical_address() -> None:
     """A kernel linked at 0xC0100000 but loaded at 1 MiB starts at the physical entry."""
     image = elf32([(0xC0100000, MiB, header() + bytes(20), 32)], 0xC0100010)
     assert mb.parse_kernel(image).entry == MiB + 0x10
+
+
+def test_entry_is_translated_by_the_segment_that_holds_it_only() -> None:
+    """The physical entry is not looked up again among the other segments' vaddrs."""
+    segs = [(0xC0100000, MiB, header() + bytes(20), 32), (MiB, 2 * MiB, b"x", 0x100)]
+    assert mb.parse_kernel(elf32(segs, 0xC0100010)).entry == MiB + 0x10
 
 
 def test_elf64_with_32_bit_entry_is_accepted() -> None:
@@ -361,7 +370,9 @@ def test_ram_ranges_and_memory_map_follow_the_pc_machine() -> None:
     ram = mb.ram_ranges(m)
     assert ram == [(0, 0xA0000), (MiB, 63 * MiB)]
     plan = mb.plan_boot(mb.parse_kernel(simple_elf()), ram, "")
+    m.space.write_bytes(MiB + 0x100, b"\xee" * 0x1000)  # stale bytes where the bss goes
     mb.load(m, plan)
+    assert m.space.read_bytes(MiB + 0x100, 0x1000) == bytes(0x1000)
     assert m.space.read(plan.info_addr + 8, 4) == 63 * 1024
     assert m.space.read_bytes(MiB, 4) == struct.pack("<I", mb.HEADER_MAGIC)
 
@@ -401,7 +412,10 @@ def test_any_image_is_refused_with_one_line_or_planned_inside_ram(
     except MultibootError as e:
         assert "\n" not in str(e)
         return
-    spans = sorted((gpa, gpa + len(data)) for gpa, data in plan.writes)
+    spans = sorted(
+        [(gpa, gpa + len(data)) for gpa, data in plan.writes]
+        + [(gpa, gpa + n) for gpa, n in plan.zeroes]
+    )
     for a, b in itertools.pairwise(spans):
         assert a[1] <= b[0], "the loader's writes overlap"
     for lo, hi in spans:

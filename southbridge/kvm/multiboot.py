@@ -136,6 +136,7 @@ class BootPlan:
     info_addr: int
     gdt_addr: int
     writes: list[tuple[int, bytes]] = field(default_factory=list)
+    zeroes: list[tuple[int, int]] = field(default_factory=list)  # bss: address, length
     mmap: list[tuple[int, int, int]] = field(default_factory=list)  # base, length, type
     modules: list[tuple[int, int, str]] = field(default_factory=list)  # start, end, string
     cmdline: str = ""
@@ -234,6 +235,7 @@ def _parse_elf(data: bytes, h: Header, name: str) -> Kernel:
     if phentsize < min_ph or phoff + phnum * phentsize > len(data):
         raise MultibootError(f"{name}: ELF program headers are truncated")
     segments: list[Segment] = []
+    phys_entry: int | None = None
     for i in range(phnum):
         fields = struct.unpack_from(ph_fmt, data, phoff + i * phentsize)
         if cls == 1:
@@ -249,11 +251,13 @@ def _parse_elf(data: bytes, h: Header, name: str) -> Kernel:
         if paddr + memsz > FOUR_GIB:
             raise MultibootError(f"{name}: ELF segment {i} at 0x{paddr:x} is above 4 GiB")
         # A kernel linked at a virtual address enters at its physical image (as GRUB does).
-        if vaddr != paddr and vaddr <= entry < vaddr + memsz:
-            entry = paddr + (entry - vaddr)
+        if phys_entry is None and vaddr <= entry < vaddr + memsz:
+            phys_entry = paddr + (entry - vaddr)
         segments.append(Segment(paddr, data[offset : offset + filesz], memsz))
     if not segments:
         raise MultibootError(f"{name}: ELF image has no loadable segments")
+    if phys_entry is not None:
+        entry = phys_entry
     if entry >= FOUR_GIB:
         raise MultibootError(f"{name}: ELF entry point 0x{entry:x} is above 4 GiB")
     return Kernel(h, tuple(segments), entry)
@@ -313,7 +317,9 @@ def plan_boot(
     top = MiB + upper
     plan = BootPlan(entry=kernel.entry, info_addr=0, gdt_addr=0, cmdline=cmdline)
     for seg in kernel.segments:
-        plan.writes.append((seg.addr, seg.data + bytes(seg.memsize - len(seg.data))))
+        plan.writes.append((seg.addr, seg.data))
+        if seg.memsize > len(seg.data):
+            plan.zeroes.append((seg.addr + len(seg.data), seg.memsize - len(seg.data)))
     cursor = _align(max(kernel.end, MiB))
     mod_strings: list[str] = []
     for data, string in modules:
@@ -369,9 +375,14 @@ def ram_ranges(machine: Machine) -> list[tuple[int, int]]:
 
 
 def load(machine: Machine, plan: BootPlan) -> None:
-    """Write the plan's kernel, modules and information area into guest RAM."""
+    """Write the plan's kernel, modules and information area into guest RAM and clear the
+    kernel's bss (in bounded chunks: a bss may be most of RAM)."""
     for gpa, data in plan.writes:
         machine.space.write_bytes(gpa, data)
+    chunk = bytes(MiB)
+    for gpa, length in plan.zeroes:
+        for off in range(0, length, MiB):
+            machine.space.write_bytes(gpa + off, chunk[: min(MiB, length - off)])
 
 
 def _flat(seg: abi.kvm_segment, selector: int, type_: int) -> None:
