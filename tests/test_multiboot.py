@@ -5,6 +5,7 @@ information structure and memory map it builds, and one-line errors for bad imag
 from __future__ import annotations
 
 import itertools
+import shutil
 import struct
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from southbridge import cli
-from southbridge.kvm import abi
+from southbridge.kvm import abi, guestbuild
 from southbridge.kvm import multiboot as mb
 from southbridge.kvm.multiboot import MultibootError
 from southbridge.machine.pc import PcConfig, PcMachine
@@ -542,3 +543,22 @@ def test_entry_state_is_the_specs_machine_state() -> None:
         )
     assert (s.gdt.base, s.gdt.limit) == (plan.gdt_addr, 31)
     assert s.tr.type == 11  # the reset TR stays: KVM needs a busy TSS in protected mode
+
+
+# -- the bundled Multiboot guests --------------------------------------------------------------
+@pytest.mark.skipif(
+    shutil.which("as") is None or shutil.which("ld") is None, reason="needs binutils (as, ld)"
+)
+def test_bundled_multiboot_guests_build_into_loadable_elf32_kernels() -> None:
+    """mb_*.S link (mb.ld) into ELF32 i386 executables with the header in the first 8 KiB
+    that this loader places at 1 MiB; they are not listed as reset-vector guests."""
+    names = guestbuild.multiboot_available()
+    assert {"mb_info", "mb_fwcfg", "mb_testdev", "mb_aout"} <= set(names)
+    assert not set(names) & set(guestbuild.available())
+    for name in names:
+        path = guestbuild.build(name)
+        data = path.read_bytes()
+        assert path.suffix == ".elf" and data[:5] == b"\x7fELF\x01"
+        assert mb.find_header(data).offset < mb.SEARCH_LIMIT
+        plan = mb.plan_boot(mb.parse_kernel(data), RAM_128, name)
+        assert plan.writes[0][0] == MiB
