@@ -8,6 +8,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -292,3 +293,39 @@ def test_any_access_sequence_keeps_isolation(ops: list[tuple[str, int, int, int]
         assert m.pci_bus.save() == state
         ad.detach()
         assert m.permissions.count() == 0
+
+
+def test_platform_reset_while_in_service_is_not_stuck(tmp_path: Path) -> None:
+    # RST# with INTx in service (no EOI will ever come): the source is followed again and
+    # MSI is off, so the rebooted guest gets the device's interrupt once it routes it.
+    _sim, live, m, ad = setup(tmp_path)
+    init_pic(m)
+    program_bar(m)
+    cfg_write(m, SLOT, 0x52, 2, 0x0001)  # MSI on ...
+    cfg_write(m, SLOT, 0x52, 2, 0x0000)  # ... and off: back to INTx
+    m.ports.write(0xD000 + REG_DOORBELL, 4, 0)
+    assert ad.masked
+    m.ports.write(0xD000 + REG_STATUS, 4, 0)  # source low again, line held until EOI
+    m.pci_bus.reset()
+    assert not ad.masked and not ad.fn.intx_asserted and not live.irq.msi_enabled
+    init_pic(m)
+    program_bar(m)
+    m.ports.write(0xD000 + REG_DOORBELL, 4, 0)
+    assert ad.masked and m.pic.intr.level
+
+
+def test_saved_forwarding_state_round_trips_and_is_validated(tmp_path: Path) -> None:
+    from southbridge.core.state import StateError
+
+    _sim, _live, m, ad = setup(tmp_path)
+    init_pic(m)
+    program_bar(m)
+    m.ports.write(0xD000 + REG_DOORBELL, 4, 0)
+    state = ad.fn.save()
+    assert state["device"] == {"masked": True, "edge_seen": False}
+    ad.fn.restore(state)
+    assert ad.fn.save() == state
+    bad = {**state, "device": {"masked": False, "edge_seen": True}}
+    with pytest.raises(StateError):
+        ad.fn.restore(bad)
+    assert ad.fn.save() == state  # a rejected state changes nothing

@@ -25,10 +25,12 @@ import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from southbridge.core.device import BusDevice, ones
 from southbridge.core.hostports import HostPortBackend
 from southbridge.core.ratelog import RateLimitedLog
+from southbridge.core.state import StateError, get_bool
 from southbridge.host.inventory import HostDevice, HostResource
 from southbridge.host.simulated import InterruptSource, SimulatedHost
 from southbridge.machine.pc import PcMachine
@@ -91,14 +93,38 @@ class ResourceMmio(BusDevice):
 
 
 class AssignedFunction(FilteredFunction):
-    """A FilteredFunction that tells its owner when the guest changed its config."""
+    """A FilteredFunction that tells its owner when the guest changed its config or reset
+    it, and keeps the INTx forwarding state (saved and restored with the function)."""
 
-    def __init__(self, *args: object, on_change: Callable[[], None], **kw: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        on_change: Callable[[], None],
+        on_reset: Callable[[], bool],
+        **kw: object,
+    ) -> None:
         self._on_change = on_change
+        self._on_reset = on_reset
+        self.masked = False  # INTx in service: the source is not followed until EOI
+        self.edge_seen = False  # an edge arrived while masked: deliver after EOI
         super().__init__(*args, **kw)  # type: ignore[arg-type]
 
     def on_config_write(self, offset: int, size: int) -> None:
         self._on_change()
+
+    def reset_device(self) -> None:
+        # The owner says whether the source is still asserted: then it is in service anew.
+        self.edge_seen = False
+        self.masked = self._intx_request = self._on_reset()
+
+    def save_device(self) -> dict[str, Any]:
+        return {"masked": self.masked, "edge_seen": self.edge_seen}
+
+    def restore_device(self, state: dict[str, Any]) -> None:
+        masked, edge = get_bool(state, "masked"), get_bool(state, "edge_seen")
+        if edge and not masked:
+            raise StateError(f"{self.name}: an edge is pending only while INTx is masked")
+        self.masked, self.edge_seen = masked, edge
 
 
 def _bar_for(res: HostResource, device: BusDevice, name: str) -> Bar:
@@ -129,8 +155,6 @@ class AssignedDevice:
         self.opened: list[tuple[int, int]] = []
         self.closers: list[Callable[[], None]] = []
         self.irq: InterruptSource | None = None
-        self.masked = False  # INTx in service: the source is not followed until EOI
-        self.edge_seen = False
         self.attached = False
         live = sim.get(dev.addr) if sim is not None else None
         backend = machine.ports.host
@@ -162,6 +186,7 @@ class AssignedDevice:
             permissive=permissive,
             name=dev.addr.short(),
             on_change=self._sync_irq_mode,
+            on_reset=self._after_reset,
         )
         machine.pci_bus.add(self.fn, slot)
         # The domain may touch the host ranges themselves: the original's enabled ports.
@@ -177,6 +202,10 @@ class AssignedDevice:
         machine.ioapic.eoi_listeners.append(self._on_ioapic_eoi)
         self.attached = True
 
+    @property
+    def masked(self) -> bool:
+        return self.fn.masked
+
     # -- INTx ----------------------------------------------------------------------------
     def _pirq(self) -> int | None:
         pin = self.fn.interrupt_pin
@@ -188,21 +217,21 @@ class AssignedDevice:
         with self.machine.lock:
             if not level or self.irq is None or self.irq.msi_enabled:
                 return
-            if self.masked:
-                self.edge_seen = True  # an edge while in service: deliver after EOI
+            if self.fn.masked:
+                self.fn.edge_seen = True  # an edge while in service: deliver after EOI
                 return
-            self.masked = True
+            self.fn.masked = True
             self.fn.set_intx(True)
 
     def _unmask(self) -> None:
-        if not self.masked:
+        if not self.fn.masked:
             return
-        self.masked = False
+        self.fn.masked = False
         self.fn.set_intx(False)
-        again = self.edge_seen or (self.irq is not None and self.irq.level)
-        self.edge_seen = False
+        again = self.fn.edge_seen or (self.irq is not None and self.irq.level)
+        self.fn.edge_seen = False
         if again and self.irq is not None and not self.irq.msi_enabled:
-            self.masked = True
+            self.fn.masked = True
             self.fn.set_intx(True)
 
     def _on_pic_eoi(self, irq: int) -> None:
@@ -215,6 +244,14 @@ class AssignedDevice:
         if n is not None and pin == 16 + n:
             self._unmask()
 
+    def _after_reset(self) -> bool:
+        """RST#: MSI is off again; a source still asserted is followed from scratch
+        (delivered once the guest routes and unmasks it). Returns whether it is."""
+        if self.irq is None:
+            return False
+        self.irq.msi_enabled = False
+        return self.irq.level
+
     # -- MSI -----------------------------------------------------------------------------
     def _sync_irq_mode(self) -> None:
         """The guest enabled or disabled MSI/MSI-X: the host source follows (VFIO's
@@ -226,8 +263,8 @@ class AssignedDevice:
         if on == self.irq.msi_enabled:
             return
         self.irq.msi_enabled = on
-        if on and self.masked:
-            self.masked = self.edge_seen = False
+        if on and self.fn.masked:
+            self.fn.masked = self.fn.edge_seen = False
             self.fn.set_intx(False)
 
     def _on_msi(self, vector: int) -> None:
@@ -257,7 +294,7 @@ class AssignedDevice:
                 m.pic.eoi_listeners.remove(self._on_pic_eoi)
             if self._on_ioapic_eoi in m.ioapic.eoi_listeners:
                 m.ioapic.eoi_listeners.remove(self._on_ioapic_eoi)
-            self.masked = False
+            self.fn.masked = False
             self.fn.set_intx(False)
             bus = self.fn.bus
             if bus is not None:
