@@ -135,3 +135,38 @@ def test_any_config_writes_never_reach_host_or_raise(
         assert all(not dev.config_writes for dev in sim.devices.values())
         assert {a: bytes(dev.cfg) for a, dev in sim.devices.items()} == before
         assert cfg_read(m, NIC, 0) == 0xFFFFFFFF
+
+
+def test_64bit_bar_and_bridge_header_are_virtual(tmp_path: Path) -> None:
+    from southbridge.host.fakesysfs import FakeBar, FakeDevice
+    from southbridge.host.simulated import SimSpec
+
+    specs = [
+        SimSpec(
+            FakeDevice(
+                "00:05.0",
+                0x1234,
+                0x5678,
+                0x030000,
+                bars={2: FakeBar("mem64", 0x8_0000_0000, 0x4000, prefetch=True)},
+            )
+        ),
+        SimSpec(FakeDevice("00:06.0", 0x8086, 0x244E, 0x060400, bridge=(1, 1))),
+    ]
+    sim = build_simulated_host(tmp_path, specs)
+    m = PcMachine(host_ports=sim.ports)
+    PrivilegedView(Assignments(sim.inventory(), []), sim).install(m)
+    gpu, br = PciAddress.parse("00:05.0"), PciAddress.parse("00:06.0")
+    # PCI 3.0 6.2.5.1: a 64-bit BAR sizes over both registers; type bits stay.
+    assert cfg_read(m, gpu, 0x18) == 0x0000000C and cfg_read(m, gpu, 0x1C) == 8
+    cfg_write(m, gpu, 0x18, 4, 0xFFFFFFFF)
+    cfg_write(m, gpu, 0x1C, 4, 0xFFFFFFFF)
+    assert cfg_read(m, gpu, 0x18) == 0xFFFFC00C and cfg_read(m, gpu, 0x1C) == 0xFFFFFFFF
+    # A BAR with no host resource reads as the host has it and takes no address.
+    cfg_write(m, gpu, 0x10, 4, 0xFFFFFFFF)
+    assert cfg_read(m, gpu, 0x10) == 0
+    # Bridge: bus numbers and windows are read from the host, never written.
+    assert cfg_read(m, br, 0x18) & 0xFFFFFF == 0x010100
+    cfg_write(m, br, 0x18, 4, 0x00050500)
+    assert cfg_read(m, br, 0x18) & 0xFFFFFF == 0x010100
+    assert all(not d.config_writes for d in sim.devices.values())
