@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from southbridge.host.fakesysfs import FakeBar, FakeDevice
+from southbridge.host.inventory import HostInventory, parse_lspci_dump
 from southbridge.host.pciaddr import PciAddress
 from southbridge.host.simulated import (
     REG_DOORBELL,
@@ -17,6 +18,7 @@ from southbridge.host.simulated import (
     SimSpec,
     build_simulated_host,
     example_specs,
+    specs_from_inventory,
 )
 from southbridge.pci.capabilities import CAP_MSI, CAP_MSIX, walk_capabilities
 from southbridge.pci.config import ConfigSpace
@@ -113,3 +115,36 @@ def test_unknown_interrupt_mode_is_refused(tmp_path: Path) -> None:
     spec = SimSpec(FakeDevice("00:05.0", 1, 2, 0xFF0000), irq_mode="pulse")
     with pytest.raises(ValueError, match="interrupt mode"):
         build_simulated_host(tmp_path, [spec])
+
+
+def _dump(inv: HostInventory) -> str:
+    """`lspci -xxx` text for an inventory: a header line, then 16 bytes per row."""
+    lines = []
+    for dev in inv:
+        lines.append(f"{dev.addr.short()} Device {dev.vendor:04x}:{dev.device:04x}")
+        for off in range(0, len(dev.config), 16):
+            row = " ".join(f"{b:02x}" for b in dev.config[off : off + 16])
+            lines.append(f"{off:02x}: {row}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def test_simulated_host_from_an_lspci_dump(tmp_path: Path) -> None:
+    # Item 6: a simulated host built from a dump looks like the dumped one: same functions,
+    # same config bytes, BARs at the same addresses (sizes from the alignment, or given).
+    first = build_simulated_host(tmp_path / "a", example_specs())
+    inv = parse_lspci_dump(_dump(first.inventory()))
+    specs = specs_from_inventory(inv, sizes={(PciAddress.parse("00:03.0"), 0): 0x10})
+    second = build_simulated_host(tmp_path / "b", specs)
+    again = second.inventory()
+    assert [d.addr for d in again] == [d.addr for d in first.inventory()]
+    for dev in first.inventory():
+        other = again.get(dev.addr)
+        assert other is not None and other.config == dev.config
+        assert [r.start for r in other.io_ranges()] == [r.start for r in dev.io_ranges()]
+    nic = again.get(NIC)
+    assert nic is not None and [(r.start, r.size) for r in nic.io_ranges()] == [(0xC000, 0x100)]
+    fn0 = again.get(PciAddress.parse("00:03.0"))
+    assert fn0 is not None and [r.size for r in fn0.io_ranges()] == [0x10]
+    assert second.ports.read(0xC100, 4) == 0x00051B36  # live registers behind the BAR
+    assert nic.parent == PciAddress.parse("00:1c.0")

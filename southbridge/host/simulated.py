@@ -1,11 +1,12 @@
 """A simulated host: a fake sysfs tree and live simulated PCI devices from one description.
 
-Each `SimSpec` describes one host function (a `FakeDevice` for the sysfs side, plus what the
-device does). `SimulatedHost` writes the sysfs tree (so `probe_sysfs` sees the devices as it
-would on a real host) and builds a `SimulatedDevice` per function: its config space (a
-`ConfigSource`, with a log of every write that reached it), I/O registers attached to a
-`FakeHostPorts` backend at the host BAR address, MMIO memory for memory BARs, and an
-interrupt source (INTx level or edge, and MSI vectors) that the assignment code forwards.
+Each `SimSpec` describes one host function: a `FakeDevice` for the sysfs side plus what the
+device does (`specs_from_inventory` makes them from a captured host, e.g. an lspci dump).
+`SimulatedHost` writes the sysfs tree (so `probe_sysfs` sees the devices as it would on a
+real host) and builds a `SimulatedDevice` per function: its config space (a `ConfigSource`,
+with a log of every write that reached it), I/O registers attached to a `FakeHostPorts`
+backend at the host BAR address, MMIO memory for memory BARs, and an interrupt source (INTx
+level or edge, and MSI vectors) that the assignment code forwards.
 
 The I/O BAR of a simulated endpoint decodes these registers (offsets in the BAR):
   0x0  ID (read-only): vendor | device << 16
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from southbridge.core.device import BusDevice, ones
 from southbridge.core.hostports import FakeHostPorts
-from southbridge.host.fakesysfs import FakeDevice, build_fake_sysfs
+from southbridge.host.fakesysfs import FakeBar, FakeDevice, build_fake_sysfs
 from southbridge.host.inventory import HostInventory, probe_sysfs
 from southbridge.host.pciaddr import PciAddress
 
@@ -50,13 +51,17 @@ class SimSpec:
     msi_vectors: int = 0  # 0: no MSI capability; else 1, 2, 4, ... 32
     msix_vectors: int = 0  # 0: no MSI-X; else a table in the first memory BAR at 0
     msix_pba: int = 0x800
+    raw: bytes | None = None  # config bytes as read from a host (an lspci dump) instead
 
     @property
     def addr(self) -> PciAddress:
         return PciAddress.parse(self.fake.addr)
 
     def config(self) -> bytes:
-        """The FakeDevice header plus the capability chain this spec asks for."""
+        """The FakeDevice header plus the capability chain this spec asks for, or the raw
+        bytes of a captured device (padded to a conventional config space)."""
+        if self.raw is not None:
+            return self.raw.ljust(256, b"\0") if len(self.raw) < 256 else self.raw
         c = bytearray(self.fake.config())
         caps: list[tuple[int, bytes]] = []
         if self.msi_vectors:
@@ -251,11 +256,68 @@ def build_simulated_host(
     return SimulatedHost(Path(root), specs, ports if ports is not None else FakeHostPorts())
 
 
+def _lowbit(x: int) -> int:
+    return x & -x
+
+
+def specs_from_inventory(
+    inventory: HostInventory,
+    sizes: dict[tuple[PciAddress, int], int] | None = None,
+    io_cap: int = 0x100,
+    mem_cap: int = 0x1000,
+) -> list[SimSpec]:
+    """Simulated devices that look like `inventory`'s (an lspci dump, or another host).
+
+    Config bytes are kept as captured. BARs come from the BAR registers; their sizes from
+    the inventory's resources when it has them, else from `sizes[(addr, index)]`, else the
+    largest size the address's alignment allows (PCI 3.0 6.2.5.1: a BAR is naturally
+    aligned), capped at `io_cap` / `mem_cap` since a dump does not say.
+    """
+    sizes = sizes or {}
+    out: list[SimSpec] = []
+    for dev in inventory:
+        cfg = dev.config
+        u32 = [int.from_bytes(cfg[o : o + 4].ljust(4, b"\0"), "little") for o in range(0, 64, 4)]
+        bars: dict[int, FakeBar] = {}
+        res = {r.index: r for r in dev.resources if r.size}
+        nbars = 2 if dev.is_bridge else 6
+        i = 0
+        while i < nbars:
+            v = u32[4 + i]
+            if not v or v == 0xFFFFFFFF:
+                i += 1
+                continue
+            if v & 1:
+                kind, addr, cap = "io", v & 0xFFFC, io_cap
+            elif (v >> 1) & 3 == 2 and i + 1 < nbars:
+                kind, addr, cap = "mem64", (v & ~0xF) | u32[5 + i] << 32, mem_cap
+            else:
+                kind, addr, cap = "mem32", v & ~0xF, mem_cap
+            size = res[i].size if i in res else sizes.get((dev.addr, i))
+            if size is None:
+                size = min(_lowbit(addr), cap) if addr else cap
+            if addr:
+                bars[i] = FakeBar(kind, addr, size, prefetch=bool(v & 8) and kind != "io")
+            i += 2 if kind == "mem64" else 1
+        fake = FakeDevice(
+            dev.addr.short(),
+            dev.vendor,
+            dev.device,
+            dev.class_code,
+            bars=bars,
+            irq=cfg[0x3C] if len(cfg) > 0x3D else 0,
+            revision=dev.revision,
+            multifunction=len(cfg) > 0x0E and bool(cfg[0x0E] & 0x80),
+            bridge=(dev.secondary_bus or 0, dev.subordinate_bus or 0) if dev.is_bridge else None,
+            pin=cfg[0x3D] if len(cfg) > 0x3D else 0,
+        )
+        out.append(SimSpec(fake, raw=bytes(cfg)))
+    return out
+
+
 def example_specs() -> list[SimSpec]:
     """A small host: host bridge, an ISA bridge, a PCI-PCI bridge with a NIC-like endpoint
     (I/O + memory BARs, level INTx, MSI) behind it, and a two-function device on bus 0."""
-    from southbridge.host.fakesysfs import FakeBar
-
     return [
         SimSpec(FakeDevice("00:00.0", 0x8086, 0x1237, 0x060000)),
         SimSpec(FakeDevice("00:01.0", 0x8086, 0x7000, 0x060100)),
