@@ -9,6 +9,7 @@
     name = "dom0"
     privileged = true
     memory = 64
+    bios = "guest:dom_priv"            # an image path, or guest:NAME for a bundled guest
 
     [[domain]]
     name = "guest"
