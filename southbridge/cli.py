@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit with status 0 when the guest resets instead of rebooting",
     )
     r.add_argument(
-        "--smp", metavar="N", type=int, default=1, help="number of vCPUs (only 1 for now)"
+        "--smp", metavar="N", type=int, default=1, help="number of vCPUs"
     )
     r.add_argument(
         "--kvm-device",

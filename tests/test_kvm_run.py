@@ -136,7 +136,7 @@ def test_no_permission_on_kvm(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--smp", "2"], "only 1 vCPU"),
+        (["--smp", "0"], "number of vCPUs must be"),
         (["-m", "1"], "memory must be"),
         (["-m", "100000"], "memory must be"),
         (["--timeout", "0"], "must be a positive"),

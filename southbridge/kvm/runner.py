@@ -37,6 +37,8 @@ KVM_DEVICE_ENV = "SOUTHBRIDGE_KVM_DEVICE"
 MIN_MEMORY_MB = 2
 # RAM is one region from 1 MiB up; keep it below the PCI/firmware hole at 3.5 GiB.
 MAX_MEMORY_MB = 3584
+# xAPIC IDs 0..N-1 with 0xFF the broadcast ID; beyond that guests need x2APIC-only setups.
+MAX_SMP = 254
 
 
 def prepare_firmware(machine: PcMachine, image: bytes) -> PamShadow:
@@ -64,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from southbridge.cli import UserError
 
     kvm_device = args.kvm_device or os.environ.get(KVM_DEVICE_ENV) or DEFAULT_DEVICE
-    if args.smp != 1:
-        raise UserError(f"--smp {args.smp}: only 1 vCPU is supported for now")
+    if not 1 <= args.smp <= MAX_SMP:
+        raise UserError(f"--smp {args.smp}: the number of vCPUs must be 1-{MAX_SMP}")
     if not MIN_MEMORY_MB <= args.memory <= MAX_MEMORY_MB:
         raise UserError(f"-m {args.memory}: memory must be {MIN_MEMORY_MB}-{MAX_MEMORY_MB} MiB")
     if args.timeout is not None and not args.timeout > 0:
@@ -149,7 +151,9 @@ def _run_once(
 ) -> RunEnd:
     from southbridge.cli import UserError
 
-    config = PcConfig(memory_mb=args.memory, serial=args.serial, debugcon=args.debugcon)
+    config = PcConfig(
+        memory_mb=args.memory, smp=args.smp, serial=args.serial, debugcon=args.debugcon
+    )
     try:
         machine = PcMachine(config, clock=HostClock())
     except (ValueError, OSError) as e:
@@ -170,7 +174,7 @@ def _run_once(
             machine.ports.set_tracer(tracer.port)
             machine.mmio.set_tracer(tracer.mmio)
         try:
-            session = KvmSession(machine, device=kvm_device)
+            session = KvmSession(machine, cpus=args.smp, device=kvm_device)
         except KvmError as e:
             raise UserError(str(e)) from None
         if shadow is not None:

@@ -8,6 +8,7 @@ import threading
 import time
 
 from southbridge.core.clock import HostClock
+from southbridge.kvm.apic import VcpuApic, enable_apic_msr_exits, sync_tsc
 from southbridge.kvm.system import DEFAULT_DEVICE, Kvm
 from southbridge.kvm.vcpu import InterruptController, RunEnd, Vcpu, ensure_kick_signal
 from southbridge.kvm.vm import Vm
@@ -20,7 +21,11 @@ JOIN_TIMEOUT = 5.0
 
 class KvmSession:
     """Runs `machine` on `cpus` vCPUs. `irqs[i]` is vCPU i's interrupt controller (default:
-    the machine's 8259 pair on vCPU 0, as long as the local APIC is not run under KVM)."""
+    vCPU i's local APIC when the machine has `lapics`, the PIC reaching CPU 0 through LINT0
+    ExtINT; otherwise the machine's 8259 pair on vCPU 0).
+
+    Locking: `machine.lock` is the only device lock; vCPU threads and the timer thread take
+    it per exit / per timer callback and never across KVM_RUN (see `southbridge.kvm.apic`)."""
 
     def __init__(
         self,
@@ -32,9 +37,13 @@ class KvmSession:
         if cpus < 1:
             raise ValueError("at least one vCPU")
         self.machine = machine
+        pic: InterruptController | None = getattr(machine, "pic", None)
         if irqs is None:
-            pic: InterruptController | None = getattr(machine, "pic", None)
-            irqs = [pic] + [None] * (cpus - 1)
+            lapics = getattr(machine, "lapics", None)
+            if lapics is not None and len(lapics) >= cpus:
+                irqs = [VcpuApic(lapics[i], pic) for i in range(cpus)]
+            else:
+                irqs = [pic] + [None] * (cpus - 1)
         self.kvm = Kvm(device)
         self.vm: Vm | None = None
         self.vcpus: list[Vcpu] = []
@@ -45,8 +54,13 @@ class KvmSession:
             ensure_kick_signal()
             self.vm = Vm(self.kvm)
             self.vm.sync_memory(machine.memory)
+            if any(isinstance(irq, VcpuApic) for irq in irqs):
+                enable_apic_msr_exits(self.kvm, self.vm.fd)
             for i in range(cpus):
                 self.vcpus.append(Vcpu(self.kvm, self.vm.fd, i, machine, irqs[i], self.end))
+            for v in self.vcpus:
+                if v.apic is not None:
+                    sync_tsc(v.apic.lapic, v.fd)
         except BaseException:
             self.close()
             raise

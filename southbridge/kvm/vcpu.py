@@ -23,6 +23,7 @@ from typing import Protocol
 
 from southbridge.core.irq import IrqLine
 from southbridge.kvm import abi
+from southbridge.kvm.apic import VcpuApic
 from southbridge.kvm.system import Kvm, KvmError, ioctl
 from southbridge.machine.base import Machine
 
@@ -35,12 +36,16 @@ _IO = struct.Struct("<BBHIQ")  # direction, size, port, count, data_offset
 _MMIO = struct.Struct("<Q8sIB")  # phys_addr, data, len, is_write
 _X86_EFLAGS_IF = 1 << 9
 
-# CPUID bits hidden from the guest (leaf, subleaf, register, mask): devices we do not run
-# under KVM yet (the local APIC and what hangs off it) and instructions this host's KVM
-# fails on (CMPXCHG16B, INVPCID; see the package docstring).
-CPUID_MASKS: tuple[tuple[int, int | None, str, int], ...] = (
+# CPUID bits hidden from the guest (leaf, subleaf, register, mask): the local APIC and what
+# hangs off it when a vCPU runs without a LAPIC model (`CPUID_APIC_MASKS`), and instructions
+# this host's KVM fails on (CMPXCHG16B, INVPCID; see the package docstring).
+CPUID_APIC_BITS: tuple[tuple[int, int | None, str, int], ...] = (
     (1, None, "edx", 1 << 9),  # APIC
-    (1, None, "ecx", (1 << 21) | (1 << 24) | (1 << 13)),  # x2APIC, TSC-deadline, CX16
+    (1, None, "ecx", (1 << 21) | (1 << 24)),  # x2APIC, TSC-deadline
+)
+CPUID_MASKS: tuple[tuple[int, int | None, str, int], ...] = (
+    *CPUID_APIC_BITS,
+    (1, None, "ecx", 1 << 13),  # CX16
     (7, 0, "ebx", 1 << 10),  # INVPCID
 )
 # KVM paravirtual features offered to the guest: none. Without kvmclock, firmware and kernels
@@ -87,12 +92,24 @@ def dispatch_io(machine: Machine, buf: Buffer) -> None:
                 buf[i : i + size] = read(port, size).to_bytes(size, "little")
 
 
-def dispatch_mmio(machine: Machine, buf: Buffer) -> None:
-    """A KVM_EXIT_MMIO: an access to guest-physical memory no writable slot backs."""
+def dispatch_mmio(machine: Machine, buf: Buffer, apic: VcpuApic | None = None) -> None:
+    """A KVM_EXIT_MMIO: an access to guest-physical memory no writable slot backs. The
+    vCPU's own xAPIC window (`apic`, wherever IA32_APIC_BASE put it) comes first."""
     addr, data, length, is_write = _MMIO.unpack_from(buf, _EXIT_OFF)
     length = min(length, 8)
     if length == 0:
         return
+    if apic is not None:
+        offset = apic.window(addr)
+        if offset is not None:
+            with machine.lock:
+                if is_write:
+                    apic.lapic.write(offset, length, int.from_bytes(data[:length], "little"))
+                else:
+                    value = apic.lapic.read(offset, length) & ((1 << (8 * length)) - 1)
+                    off = _EXIT_OFF + 8
+                    buf[off : off + length] = value.to_bytes(length, "little")
+            return
     region = machine.memory.find(addr)
     if region is not None and region.readonly:
         return  # a write to ROM (a KVM_MEM_READONLY slot): dropped, as by the flash chip
@@ -137,6 +154,9 @@ class Vcpu:
         self.index = index
         self.machine = machine
         self.irq = irq
+        # With a local APIC model the loop also handles NMI, INIT/SIPI, MSRs and the window.
+        self.apic = irq if isinstance(irq, VcpuApic) else None
+        self._cr8 = 0  # the TPR class last given to KVM (run.cr8)
         self._end = end
         try:
             self.fd = ioctl(vm_fd, abi.KVM_CREATE_VCPU, index)
@@ -162,6 +182,11 @@ class Vcpu:
             for leaf, sub, reg, mask in CPUID_MASKS:
                 if e.function == leaf and (sub is None or e.index == sub):
                     setattr(e, reg, getattr(e, reg) & ~mask)
+            if self.apic is not None:
+                # Our LAPIC model: xAPIC, x2APIC and the TSC-deadline timer.
+                for leaf, sub, reg, bits in CPUID_APIC_BITS:
+                    if e.function == leaf and (sub is None or e.index == sub):
+                        setattr(e, reg, getattr(e, reg) | bits)
             if e.function == 1:
                 # Initial APIC ID and logical processor count seen by this vCPU.
                 e.ebx = (e.ebx & 0x0000FFFF) | (1 << 16) | ((self.index & 0xFF) << 24)
@@ -269,7 +294,10 @@ class Vcpu:
         irq = self.irq
         machine = self.machine
         while not stop.is_set():
-            if irq is not None:
+            if self.apic is not None:
+                if not self._apic_events(run, self.apic):
+                    return
+            elif irq is not None:
                 self._inject(run, irq)
             try:
                 ioctl(fd, abi.KVM_RUN)
@@ -284,11 +312,17 @@ class Vcpu:
             if reason == abi.KVM_EXIT_IO:
                 dispatch_io(machine, buf)
             elif reason == abi.KVM_EXIT_MMIO:
-                dispatch_mmio(machine, buf)
+                dispatch_mmio(machine, buf, self.apic)
             elif reason == abi.KVM_EXIT_HLT:
                 self._halt(run, irq)
             elif reason == abi.KVM_EXIT_IRQ_WINDOW_OPEN or reason == abi.KVM_EXIT_INTR:
                 pass  # the injection check at the top of the loop does the work
+            elif reason == abi.KVM_EXIT_X86_RDMSR or reason == abi.KVM_EXIT_X86_WRMSR:
+                if self.apic is None:
+                    run.exit.msr.error = 1  # no APIC model: #GP, as KVM does for them
+                else:
+                    with machine.lock:
+                        self.apic.handle_msr(run, reason == abi.KVM_EXIT_X86_WRMSR)
             elif reason == abi.KVM_EXIT_SHUTDOWN:
                 msg = f"vCPU {self.index}: triple fault (shutdown)\n{self.dump_registers()}"
                 self._end(RunEnd("triple-fault", 0, msg))
@@ -329,13 +363,81 @@ class Vcpu:
         elif run.request_interrupt_window:
             run.request_interrupt_window = 0
 
+    def _apic_events(self, run: abi.kvm_run, apic: VcpuApic) -> bool:
+        """Before entry with a LAPIC: INIT, SIPI, NMI, then one maskable vector when the vCPU
+        can take it (ack moves IRR to ISR); keeps CR8 and the TPR in step. False: stop."""
+        lapic = apic.lapic
+        cr8 = run.cr8
+        if cr8 != self._cr8:  # the guest wrote CR8 (MOV to CR8 does not exit)
+            with self.machine.lock:
+                lapic.cr8 = cr8
+        if lapic.intr.level or lapic.waiting_for_sipi:
+            with self.machine.lock:
+                if lapic.take_init():
+                    lapic.init_reset()
+                    self.reset()
+            if lapic.waiting_for_sipi and not self._wait_for_sipi(apic):
+                return False
+            with self.machine.lock:
+                nmi = lapic.take_nmi()
+                if lapic.pending_smi:
+                    lapic.take_smi()  # no SMM here: dropped, rate-limited note
+                    lapic.log.warning(f"{lapic.name}:smi", "%s: SMI dropped", lapic.name)
+                vector = None
+                if apic.maskable_pending():
+                    if run.ready_for_interrupt_injection and run.if_flag:
+                        vector = apic.acknowledge()
+                    run.request_interrupt_window = 1  # more behind it, or not ready yet
+                elif run.request_interrupt_window:
+                    run.request_interrupt_window = 0
+            if nmi:
+                ioctl(self.fd, abi.KVM_NMI)
+            if vector is not None:
+                ioctl(self.fd, abi.KVM_INTERRUPT, abi.kvm_interrupt(vector & 0xFF))
+                self.injected += 1
+                if not apic.maskable_pending():
+                    run.request_interrupt_window = 0
+        elif run.request_interrupt_window:
+            run.request_interrupt_window = 0
+        self._cr8 = run.cr8 = lapic.tpr >> 4
+        return True
+
+    def _wait_for_sipi(self, apic: VcpuApic) -> bool:
+        """An AP in wait-for-SIPI: park the thread until a SIPI arrives (an INIT meanwhile
+        is absorbed), then start in real mode at CS = vector << 8, IP = 0 (SDM 8.4.4.1)."""
+        lapic = apic.lapic
+        while True:
+            with self._cond:
+                while lapic.sipi_vector is None and not lapic.pending_init:
+                    if self.stop.is_set():
+                        return False
+                    self._cond.wait(0.5)  # bounded: a missed notify delays, never hangs
+            with self.machine.lock:
+                if lapic.take_init():
+                    lapic.init_reset()
+                vector = lapic.take_sipi()
+            if vector is not None:
+                break
+        self.reset()
+        regs, sregs = self.get_regs(), self.get_sregs()
+        sregs.cs.selector = vector << 8
+        sregs.cs.base = vector << 12
+        regs.rip = 0
+        self.set_sregs(sregs)
+        self.set_regs(regs)
+        return True
+
     def _halt(self, run: abi.kvm_run, irq: InterruptController | None) -> None:
         """HLT: sleep until an interrupt can wake the CPU (INTR high and IF set) or the run
-        ends. With IF clear only NMI/INIT/reset wake a halted CPU, so it sleeps on."""
+        ends. With IF clear only NMI/INIT/SIPI/reset wake a halted CPU, so it sleeps on."""
         if_set = bool(run.if_flag)
+        apic = self.apic
         with self._cond:
             while not self.stop.is_set():
-                if if_set and irq is not None and irq.intr.level:
+                if apic is not None:
+                    if apic.wakes_from_halt(if_set):
+                        break
+                elif if_set and irq is not None and irq.intr.level:
                     break
                 self._cond.wait(0.5)  # bounded: a missed notify delays, never hangs
 
