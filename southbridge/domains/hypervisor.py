@@ -16,13 +16,10 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from southbridge.core.clock import Clock, HostClock
 from southbridge.core.hostports import HostPortBackend, make_backend
 from southbridge.core.permissions import PortPermissions
-from southbridge.devices.lapic import LocalApic
-from southbridge.devices.pic import PicPair
 from southbridge.domains.assign import AssignedDevice
 from southbridge.domains.assignment import Assignments
 from southbridge.domains.config import DomainConfig, HypervisorConfig
@@ -32,9 +29,6 @@ from southbridge.host.inventory import HostInventory, load_lspci_dump, probe_sys
 from southbridge.host.simulated import SimulatedHost
 from southbridge.machine.pc import PcConfig, PcMachine
 
-if TYPE_CHECKING:
-    from southbridge.kvm.vcpu import InterruptController
-
 logger = logging.getLogger("southbridge.domains")
 
 GUEST_PREFIX = "guest:"
@@ -42,21 +36,6 @@ GUEST_PREFIX = "guest:"
 
 class HypervisorError(ValueError):
     """A domain cannot be built (bad image, no KVM): one line for the user."""
-
-
-class LapicInterrupts:
-    """A vCPU's interrupt controller when MSIs must reach it: the local APIC's vectors
-    first, then the 8259's through LINT0 in ExtINT mode (QEMU's order)."""
-
-    def __init__(self, lapic: LocalApic, pic: PicPair) -> None:
-        self.lapic = lapic
-        self.pic = pic
-        self.intr = lapic.intr
-
-    def acknowledge(self) -> int:
-        if self.lapic.highest_pending() is None and self.lapic.extint_requested():
-            return self.pic.acknowledge()
-        return self.lapic.ack()
 
 
 @dataclass
@@ -165,12 +144,11 @@ class Hypervisor:
                     shadow = prepare_firmware(dom.machine, read_image(path))
                 except (GuestBuildError, LoadError) as e:
                     raise HypervisorError(f"{dom.name}: {e}") from None
-                m = dom.machine
-                irqs: list[InterruptController | None] = [LapicInterrupts(m.lapics[0], m.pic)]
-                irqs += [None] * (dom.config.smp - 1)
                 try:
+                    # Each vCPU's local APIC model is its controller (MSIs reach it; the
+                    # 8259s through LINT0 ExtINT).
                     session = KvmSession(
-                        m, dom.config.smp, irqs, device=kvm_device or DEFAULT_DEVICE
+                        dom.machine, dom.config.smp, device=kvm_device or DEFAULT_DEVICE
                     )
                 except KvmError as e:
                     raise HypervisorError(str(e)) from None
