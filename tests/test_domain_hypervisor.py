@@ -6,9 +6,12 @@ isolated between domains that share one host backend, shutdown revoking and rele
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from southbridge.cli import main
 from southbridge.core.clock import ManualClock
@@ -167,3 +170,58 @@ def test_bad_input_is_one_error_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("southbridge: error: ")
     assert expect in err
+
+
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["dom0", "u1", "u2"]),
+        st.sampled_from(["in", "out", "cfgr", "cfgw"]),
+        st.integers(0, 0xFFFF),
+        st.sampled_from([1, 2, 4]),
+        st.integers(0, 2**32 - 1),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(OPS, st.lists(st.integers(0xC000, 0xC0FF), max_size=8))
+def test_any_port_or_config_access_keeps_domains_apart(
+    ops: list[tuple[str, str, int, int, int]], hot: list[int]
+) -> None:
+    # Only u1 owns the NIC: nothing dom0 or u2 does reaches it, whatever they access, and no
+    # domain's config write ever reaches any host function. Some accesses aim at the NIC's
+    # host ports on purpose (`hot`).
+    with tempfile.TemporaryDirectory() as d:
+        sim, hv = make(
+            Path(d),
+            "02:00.0",
+            [DomainConfig("dom0", privileged=True), DomainConfig("u1"), DomainConfig("u2")],
+        )
+        hv.build()
+        nic = sim.get(NIC)
+        assert nic is not None and nic.io is not None
+        ops = (
+            ops + [("u2", "out", p, 4, 0x11) for p in hot] + [("dom0", "in", p, 1, 0) for p in hot]
+        )
+        for name, kind, addr, size, value in ops:
+            m = hv.domain(name).machine
+            value &= (1 << 8 * size) - 1
+            before = len(sim.ports.log)
+            if kind == "in":
+                m.ports.read(addr, size)
+            elif kind == "out":
+                m.ports.write(addr, size, value)
+            else:
+                a = PciAddress(0, addr >> 8 & 3, addr >> 3 & 31, addr & 7)
+                m.ports.write(0xCF8, 4, 0x80000000 | a.bus << 16 | a.devfn << 8 | value & 0xFC)
+                if kind == "cfgr":
+                    m.ports.read(0xCFC + (value & 3 & -size), size)
+                else:
+                    m.ports.write(0xCFC + (value & 3 & -size), size, value >> 8)
+            touched = {p for _, p, _, _ in sim.ports.log[before:]}
+            if name != "u1":
+                assert not touched & set(range(0xC000, 0xC100))
+        assert all(not dev.config_writes for dev in sim.devices.values())
+        hv.shutdown()
+        assert all(dm.machine.permissions.count() == 0 for dm in hv.domains)
