@@ -180,15 +180,20 @@ class AssignedDevice:
                 self.log.warning(f"nomem:{dev.addr}", "%s: BAR %d has no backing", name, res.index)
                 device = BusDevice()
             bars[res.index] = _bar_for(res, device, name)
-        self.fn = AssignedFunction(
-            source,
-            bars,
-            permissive=permissive,
-            name=dev.addr.short(),
-            on_change=self._sync_irq_mode,
-            on_reset=self._after_reset,
-        )
-        machine.pci_bus.add(self.fn, slot)
+        try:
+            self.fn = AssignedFunction(
+                source,
+                bars,
+                permissive=permissive,
+                name=dev.addr.short(),
+                on_change=self._sync_irq_mode,
+                on_reset=self._after_reset,
+            )
+            machine.pci_bus.add(self.fn, slot)
+        except BaseException:
+            for close in self.closers:  # nothing half-attached stays mapped
+                close()
+            raise
         # The domain may touch the host ranges themselves: the original's enabled ports.
         for res in dev.io_ranges():
             if res.end < 0x10000:
