@@ -225,3 +225,16 @@ def test_any_port_or_config_access_keeps_domains_apart(
         assert all(not dev.config_writes for dev in sim.devices.values())
         hv.shutdown()
         assert all(dm.machine.permissions.count() == 0 for dm in hv.domains)
+
+
+def test_unassignable_device_is_one_clear_error(tmp_path: Path) -> None:
+    # Only type 0 functions can be given to a user domain (a bridge brings a whole bus).
+    from southbridge.domains.hypervisor import HypervisorError
+
+    sim, hv = make(tmp_path, "(02:00.0)(00:1c.0)", [DomainConfig("u1")])
+    with pytest.raises(HypervisorError, match=r"u1: cannot assign 0000:00:1c\.0: .*type 0"):
+        hv.build()
+    assert hv.assignments.owner == {}  # nothing half-claimed ...
+    live = sim.get(NIC)
+    assert live is not None and not live.irq.intx_listeners  # ... or half-attached
+    hv.shutdown()

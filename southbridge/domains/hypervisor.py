@@ -116,6 +116,8 @@ class Hypervisor:
                 try:
                     dom.assigned.append(AssignedDevice(machine, dev, src, dc.name, self.sim, masks))
                 except ValueError as e:
+                    for ad in dom.assigned:  # all or nothing for this domain
+                        ad.detach()
                     self.assignments.release(dc.name)
                     raise HypervisorError(f"{dc.name}: cannot assign {dev.addr}: {e}") from None
         return dom
