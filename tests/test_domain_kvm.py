@@ -2,8 +2,8 @@
 guest lists the simulated host's devices minus the hidden one; the first user domain's guest
 finds the hidden device on its bus, moves its I/O BAR, drives its ports (reaching the
 simulated device at the host addresses) and takes its interrupt through INTx (twice: EOI
-unmasks) and through MSI; a second user domain sees neither the device nor its ports and
-cannot reach them. Skipped with the reason where KVM is missing."""
+unmasks), through MSI and through MSI-X; a second user domain sees neither the device nor
+its ports and cannot reach them. Skipped with the reason where KVM is missing."""
 
 from __future__ import annotations
 
@@ -74,13 +74,16 @@ def test_three_domains_one_process(tmp_path: Path) -> None:
         "intx 1",
         "intx 2",
         "msi 1",
+        "msix 1",
     ]
     live = sim.get(NIC)
     assert live is not None and live.io is not None
     # The guest used BAR 0xD000; the device was reached at its host address 0xC000.
     assert ("out", 0xC004, 4, 0x5A5AA5A5) in sim.ports.log
     assert not any(port >= 0xD000 for _, port, _, _ in sim.ports.log)
-    assert live.io.doorbells == 3 and live.io.scratch == 0x5A5AA5A5
+    assert live.io.doorbells == 4 and live.io.scratch == 0x5A5AA5A5
+    # MSI-X: the guest programmed the table in BAR1; the device's own table never saw it.
+    assert live.memory[1].data[:0x40] == bytes(0x40)
     assert live.config_writes == []  # BAR, command and MSI writes stayed virtual
     # Second user domain: nothing found, all-ones, and its writes reached nothing.
     assert logs["other"].read_text().splitlines() == [

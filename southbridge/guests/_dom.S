@@ -81,16 +81,18 @@ cfgwr:  push    %dx
 
 /* Switch to flat 32-bit protected mode (interrupts must be off) and continue at `label`,
  * a .code32 label of this image: data selectors 0x08, code 0x10, stack at 0x7000. Link
- * addresses are offsets in segment F000, so 32-bit code adds IMAGE to absolute addresses. */
+ * addresses are offsets in segment F000, so 32-bit code adds IMAGE to absolute addresses.
+ * Handlers in 32-bit code return by hand instead of IRET: this host's KVM emulates
+ * privileged guest code, and its emulator has no protected-mode IRET. */
         .equ    IMAGE, 0xf0000
 .macro  PM32    label
         mov     $gdt, %si               /* the GDT goes to RAM at 0x600 (ES = 0) first */
         mov     $0x600, %di
         mov     $(gdt_end - gdt) / 2, %cx
         rep movsw
-        movw    $(gdt_end - gdt - 1), %es:0x618
-        movl    $0x600, %es:0x61a
-        lgdtl   %es:0x618
+        movw    $(gdt_end - gdt - 1), %es:0x5f8
+        movl    $0x600, %es:0x5fa
+        lgdtl   %es:0x5f8
         mov     %cr0, %eax
         or      $1, %al
         mov     %eax, %cr0
