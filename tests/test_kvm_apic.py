@@ -6,6 +6,7 @@ Skipped with the reason when this host cannot run KVM guests."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -53,8 +54,15 @@ class Probe(BusDevice):
 
 
 def run_guest(
-    guest: str, mode: int = 0, param: int = 0, smp: int = 1, timeout: float = 10.0
+    guest: str,
+    mode: int = 0,
+    param: int = 0,
+    smp: int = 1,
+    timeout: float = 10.0,
+    prepare: Callable[[PcMachine, Probe], None] | None = None,
 ) -> tuple[RunEnd, Probe, PcMachine, float]:
+    """Run `guest` on a pc machine with `smp` vCPUs, each with its LAPIC as interrupt
+    controller; `prepare` sees the machine once the session exists (TSC rate known)."""
     m = PcMachine(PcConfig(memory_mb=16, smp=smp), clock=HostClock())
     probe = Probe(mode, param)
     m.ports.register(TEST_PORT, 12, probe, "probe")
@@ -62,6 +70,8 @@ def run_guest(
     start = time.monotonic()
     with KvmSession(m, cpus=smp) as s:
         assert all(isinstance(v.irq, VcpuApic) for v in s.vcpus)
+        if prepare is not None:
+            prepare(m, probe)
         end = s.run(timeout)
     return end, probe, m, time.monotonic() - start
 
@@ -86,3 +96,40 @@ def test_lapic_periodic_timer_runs_at_the_programmed_rate() -> None:
     assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
     assert len(probe.stamps) == 2
     assert probe.stamps[1] - probe.stamps[0] == pytest.approx(1.0, rel=0.01)
+
+
+def test_tsc_deadline_timer_fires_at_the_guest_tsc_deadline() -> None:
+    """SDM 10.5.4.1: in TSC-deadline mode the timer interrupts when the TSC reaches
+    IA32_TSC_DEADLINE, which then reads 0. The deadline is RDTSC + half a second of guest
+    TSC ticks (KVM_GET_TSC_KHZ): the interrupt comes 0.5 s of host time later, within 1%."""
+
+    def half_second(m: PcMachine, probe: Probe) -> None:
+        assert m.lapics[0].tsc_hz > 10_000_000  # the guest TSC rate, not the 1 GHz default
+        probe.param = m.lapics[0].tsc_hz // 2
+
+    end, probe, _, _ = run_guest("apic_timer", mode=2, prepare=half_second)
+    assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
+    assert len(probe.stamps) == 2
+    assert probe.stamps[1] - probe.stamps[0] == pytest.approx(0.5, rel=0.01)
+    assert probe.values == [0]
+
+
+def test_self_ipi_waits_for_the_tpr_and_moves_irr_to_isr() -> None:
+    """SDM 10.8.3.1 / 10.8.4: a fixed self-IPI (ICR shorthand 01) whose priority class (4)
+    does not exceed the TPR's (5) stays in IRR; lowering the TPR delivers it, the handler
+    sees it in ISR with PPR = its class, and EOI clears ISR."""
+    end, probe, m, _ = run_guest("apic_ipi", mode=0)
+    assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
+    bit = 1 << (0x41 - 64)  # IRR and ISR at +0x20 hold vectors 64-95
+    assert probe.values == [bit, 0, bit, 0x40, 1, 0]
+    assert m.lapics[0].isr == 0 and m.lapics[0].irr == 0
+
+
+def test_x2apic_msrs_self_ipi_and_gp_on_reserved_bits() -> None:
+    """SDM 10.12: IA32_APIC_BASE EXTD switches to x2APIC mode: the ID MSR reads the x2APIC
+    ID, the MMIO window stops decoding (all ones), SELF IPI (0x83F) and the 64-bit ICR
+    (0x830) deliver, EOI is WRMSR 0x80B, and a non-zero EOI write raises #GP (10.12.1.2)."""
+    end, probe, m, _ = run_guest("apic_ipi", mode=1)
+    assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
+    assert probe.values == [0, 0xFFFFFFFF, 1, 2, 0xD]
+    assert m.lapics[0].x2apic
