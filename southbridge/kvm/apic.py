@@ -9,9 +9,11 @@ by the vCPU loop with this adapter:
   order). The PIC-only path of a guest that never touches the APIC is that ExtINT path: the
   BSP's LINT0 powers up as ExtINT.
 * MSRs: IA32_APIC_BASE (0x1B) and IA32_TSC_DEADLINE (0x6E0) are denied by an MSR filter so
-  KVM exits to us (KVM_EXIT_X86_RDMSR/WRMSR, reason FILTER); the x2APIC range 0x800-0x8FF
-  cannot be filtered, but without an in-kernel APIC KVM does not know those MSRs and exits
-  with reason UNKNOWN. `error = 1` in the exit makes KVM inject #GP.
+  KVM exits to us (KVM_EXIT_X86_RDMSR/WRMSR, reason FILTER). The x2APIC range 0x800-0x8FF
+  cannot be filtered (KVM ignores filters there), and without an in-kernel APIC KVM would
+  raise #GP for it: reason INVAL (and UNKNOWN) turns every access KVM would fail into an
+  exit, and the model answers (None/False, i.e. #GP, for MSRs that are not the APIC's, as
+  KVM would). `error = 1` in the exit makes KVM inject #GP.
 * The TSC-deadline timer compares guest TSC values: the guest TSC rate (KVM_GET_TSC_KHZ)
   and one (TSC, clock) sample map them onto the machine clock.
 
@@ -77,7 +79,9 @@ def enable_apic_msr_exits(kvm: Kvm, vm_fd: int) -> None:
         raise KvmError("KVM lacks user-space MSR exits (needed to run the local APIC)")
     cap = abi.kvm_enable_cap()
     cap.cap = abi.KVM_CAP_X86_USER_SPACE_MSR
-    cap.args[0] = KVM_MSR_EXIT_REASON_FILTER | KVM_MSR_EXIT_REASON_UNKNOWN
+    cap.args[0] = (
+        KVM_MSR_EXIT_REASON_FILTER | KVM_MSR_EXIT_REASON_UNKNOWN | KVM_MSR_EXIT_REASON_INVAL
+    )
     flt = kvm_msr_filter()
     deny = (ctypes.c_uint8 * 1)(0)  # bit clear = denied = exit to userspace
     for i, msr in enumerate(FILTERED_MSRS):
