@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from southbridge.core.clock import Clock, HostClock
 from southbridge.core.hostports import HostPortBackend, make_backend
@@ -28,6 +29,10 @@ from southbridge.domains.sources import source_for
 from southbridge.host.inventory import HostInventory, load_lspci_dump, probe_sysfs
 from southbridge.host.simulated import SimulatedHost
 from southbridge.machine.pc import PcConfig, PcMachine
+
+if TYPE_CHECKING:  # kvm is imported only when domains run, so tests without KVM need none
+    from southbridge.kvm.session import KvmSession
+    from southbridge.kvm.vcpu import RunEnd
 
 logger = logging.getLogger("southbridge.domains")
 
@@ -44,8 +49,8 @@ class Domain:
     machine: PcMachine
     view: PrivilegedView | None = None
     assigned: list[AssignedDevice] = field(default_factory=list)
-    session: object | None = None
-    result: object | None = None
+    session: KvmSession | None = None
+    result: RunEnd | None = None
 
     @property
     def name(self) -> str:
@@ -123,7 +128,9 @@ class Hypervisor:
         return dom
 
     # -- running -------------------------------------------------------------------------
-    def run(self, timeout: float | None = None, kvm_device: str | None = None) -> dict[str, object]:
+    def run(
+        self, timeout: float | None = None, kvm_device: str | None = None
+    ) -> dict[str, RunEnd | None]:
         """Load each domain's image, run all domains until each ends; returns the RunEnd of
         every domain by name. Always shuts the domains down."""
         from southbridge.kvm.guestbuild import GuestBuildError, build
@@ -171,11 +178,10 @@ class Hypervisor:
 
     @staticmethod
     def _run_one(dom: Domain, timeout: float | None) -> None:
-        from southbridge.kvm.session import KvmSession
         from southbridge.kvm.vcpu import RunEnd
 
         session = dom.session
-        assert isinstance(session, KvmSession)
+        assert session is not None
         try:
             dom.result = session.run(timeout)
         except Exception as e:  # one domain's failure must not take the others down
@@ -185,7 +191,6 @@ class Hypervisor:
     def shutdown(self) -> None:
         """Detach and release every assigned device; close sessions and backends."""
         from southbridge.kvm.runner import close_machine
-        from southbridge.kvm.session import KvmSession
 
         if self._closed:
             return
@@ -197,7 +202,7 @@ class Hypervisor:
             self.assignments.release(dom.name)
             if dom.view is not None:
                 dom.view.uninstall(dom.machine)
-            if isinstance(dom.session, KvmSession):
+            if dom.session is not None:
                 dom.session.close()
             dom.session = None
             close_machine(dom.machine)

@@ -44,7 +44,6 @@ def config_from_args(args: argparse.Namespace) -> HypervisorConfig:
 def run_hypervisor(args: argparse.Namespace) -> int:
     from southbridge.cli import UserError
     from southbridge.domains.hypervisor import Hypervisor, HypervisorError
-    from southbridge.kvm.vcpu import RunEnd
 
     if args.timeout is not None and not args.timeout > 0:
         raise UserError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
@@ -66,7 +65,7 @@ def run_hypervisor(args: argparse.Namespace) -> int:
     status = 0
     for i, dc in enumerate(cfg.domains):
         res = results.get(dc.name)
-        if not isinstance(res, RunEnd):
+        if res is None:
             continue
         if res.reason not in ("exit", "poweroff", "reset"):
             print(f"southbridge: domain {dc.name}: {res.message}", file=sys.stderr)
