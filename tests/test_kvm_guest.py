@@ -166,6 +166,7 @@ def test_interrupts_are_injected_into_a_halted_or_running_vcpu(mode: int) -> Non
     assert elapsed < 3
 
 
+@pytest.mark.timing
 def test_tour_guest_lists_pci_reads_the_rtc_and_counts_interrupts(tmp_path) -> None:
     """The bundled tour on the real pc devices: PCI functions through 0xCF8/0xCFC, the RTC
     date, and for one RTC second PIT IRQ0 at 1000.15 Hz and RTC IRQ8 at 1024 Hz (within
