@@ -133,3 +133,58 @@ def test_x2apic_msrs_self_ipi_and_gp_on_reserved_bits() -> None:
     assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
     assert probe.values == [0, 0xFFFFFFFF, 1, 2, 0xD]
     assert m.lapics[0].x2apic
+
+
+def test_ioapic_edge_level_remote_irr_and_masking_through_testdev_gsi_ports() -> None:
+    """82093AA datasheet 3.2.4 and SDM 10.8.5: an edge pin delivers once per rising edge; a
+    level pin sets remote IRR when delivered, the LAPIC's EOI broadcast clears it, and a
+    line still asserted then delivers again (no lost interrupt); a masked pin delivers
+    nothing and sets no remote IRR, and unmasking an asserted level pin delivers it. Driven
+    through pc-testdev's 0x2000+N ports, which set GSI N on the PIC and the IOAPIC."""
+    end, probe, m, _ = run_guest("apic_ioapic", mode=0)
+    assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
+    level, remote_irr, masked = 1 << 15, 1 << 14, 1 << 16
+    assert probe.values == [
+        2,  # two pulses on pin 10: two interrupts
+        level | remote_irr | 0x51,  # first run of the pin 11 handler
+        level | remote_irr | 0x51,  # re-delivered after EOI: the line was still high
+        2,
+        level | 0x51,  # EOI with the line low: remote IRR clear
+        0,  # masked pin 12 raised: nothing delivered
+        masked | level | 0x52,  # ... and no remote IRR
+        1,  # unmasked while asserted: delivered once
+    ]
+    assert m.lapics[0].isr == 0
+
+
+def test_msi_from_the_demo_device_reaches_the_guest_handler() -> None:
+    """PCI 3.0 6.8.1 / SDM 10.11: with MSI enabled the demo device signals each INT_RAISE as
+    a memory write of the programmed data (vector 0x55, fixed) to 0xFEE00000 (APIC 0); the
+    guest's handler runs once per raise and INT_ACK clears INT_STATUS."""
+    end, probe, _, _ = run_guest("apic_ioapic", mode=1)
+    assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
+    assert probe.values == [1, 2, 0]
+
+
+def test_the_pic_reaches_the_cpu_through_lint0_extint() -> None:
+    """SDM 10.5.1 / MP spec virtual wire mode: after reset the BSP's LINT0 is ExtINT, so the
+    8259's INTR reaches the CPU through the local APIC and the vector comes from the PIC's
+    INTA cycle, bypassing the APIC's IRR/ISR. The rate guest's 1001 PIT interrupts through
+    the 8259 (IRQ0 -> vector 0x08) all arrive that way."""
+    acks: list[int] = []
+
+    def count_acks(m: PcMachine, probe: Probe) -> None:
+        inta = m.pic.acknowledge
+
+        def acknowledge() -> int:
+            vector = inta()
+            acks.append(vector)
+            return vector
+
+        m.pic.acknowledge = acknowledge  # type: ignore[method-assign]
+
+    end, _, m, _ = run_guest("rate", mode=0, prepare=count_acks)
+    assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
+    assert acks.count(0x08) >= 1001
+    assert m.lapics[0].lint0_extint()
+    assert m.lapics[0].isr == 0 and m.lapics[0].irr == 0
