@@ -23,3 +23,15 @@ def test_init_sipi_brings_up_three_aps_that_report_their_apic_ids() -> None:
     assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
     assert probe.values == [0, 3, 0x101, 0x102, 0x103]
     assert not any(lapic.waiting_for_sipi for lapic in m.lapics)
+
+
+def test_ipis_between_two_vcpus_physical_logical_and_nmi() -> None:
+    """SDM 10.6.1-10.6.2: a fixed IPI reaches the APIC named by the ICR destination,
+    physical (APIC ID) or logical (flat model: LDR bit match), and each vCPU runs its own
+    handler and EOIs its own APIC; an NMI IPI is delivered as an NMI (vector 2, KVM_NMI)
+    to the other vCPU. With --smp 2: 10 ping-pong rounds, then one NMI."""
+    end, probe, m, _ = run_guest("smp_ipi", smp=2)
+    assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
+    assert probe.values == [10, 10, 1]
+    assert m.lapics[1].ldr == 0x02000000
+    assert all(lapic.isr == 0 for lapic in m.lapics)
