@@ -5,9 +5,20 @@ this host cannot run KVM guests."""
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+
 import pytest
 
+from southbridge.cli import main
+from southbridge.core.clock import HostClock
+from southbridge.kvm import guestbuild
+from southbridge.kvm.runner import close_machine, prepare_firmware
+from southbridge.kvm.session import KvmSession
 from southbridge.kvm.testing import kvm_unavailable_reason
+from southbridge.kvm.vcpu import RunEnd
+from southbridge.machine.pc import PcConfig, PcMachine
 from tests.test_kvm_apic import EXIT_OK, run_guest
 
 _reason = kvm_unavailable_reason()
@@ -35,3 +46,46 @@ def test_ipis_between_two_vcpus_physical_logical_and_nmi() -> None:
     assert probe.values == [10, 10, 1]
     assert m.lapics[1].ldr == 0x02000000
     assert all(lapic.isr == 0 for lapic in m.lapics)
+
+
+SEABIOS = Path(__file__).resolve().parent.parent / ".cache" / "seabios" / "bios.bin"
+
+
+@pytest.mark.skipif(not SEABIOS.is_file(), reason=f"{SEABIOS} is missing: run scripts/setup")
+def test_seabios_finds_every_cpu(tmp_path: Path) -> None:
+    """SeaBIOS's smp_scan wakes the APs with INIT-SIPI-SIPI through the xAPIC ICR, counts
+    those that run its real-mode trampoline, and waits for the CMOS 0x5F count (+1): its log
+    says "Found 2 cpu(s) max supported 2 cpu(s)" (fw_cfg key 0x0F) with --smp 2."""
+    log = tmp_path / "debugcon.log"
+    m = PcMachine(PcConfig(memory_mb=128, smp=2, debugcon=f"file:{log}"), clock=HostClock())
+    shadow = prepare_firmware(m, SEABIOS.read_bytes())
+    try:
+        with KvmSession(m, cpus=2) as session:
+            shadow.on_change = session.sync_memory
+            start = time.monotonic()
+
+            def watch() -> None:
+                while time.monotonic() - start < 30:
+                    if b"CPU Mhz" in log.read_bytes():
+                        session.end(RunEnd("test", 0, "SeaBIOS counted the CPUs"))
+                        return
+                    time.sleep(0.02)
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            end = session.run(timeout=30)
+            watcher.join(5)
+    finally:
+        close_machine(m)
+    text = log.read_text(errors="replace")
+    assert end.reason == "test", f"{end.message}\n{text[-2000:]}"
+    assert "Found 2 cpu(s) max supported 2 cpu(s)" in text
+    assert "handle_smp: apic_id=0x1" in text
+
+
+def test_southbridge_run_smp_2_runs_a_two_cpu_guest(capsys: pytest.CaptureFixture[str]) -> None:
+    """`southbridge run --smp 2` runs two vCPU threads: the IPI ping-pong guest exits with
+    its isa-debug-exit status, (0x10 << 1) | 1 = 0x21."""
+    image = guestbuild.build("smp_ipi")
+    rc = main(["run", "--serial", "none", "--bios", str(image), "--smp", "2", "--timeout", "20"])
+    assert rc == EXIT_OK, capsys.readouterr().err
