@@ -7,6 +7,7 @@ Each run takes about 0.1-0.2 s here."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,19 @@ def test_exit_status_is_the_debug_exit_value_shifted_with_bit_0_set(tmp_path: Pa
     assert [status(v) for v in (0x20, 0x21, 0x22, 0x23, 6, 7, 9)] == [65, 67, 69, 71, 13, 15, 19]
     rc, _ = run(tmp_path, "mb_fwcfg")
     assert rc == 67
+
+
+# -- reset --------------------------------------------------------------------------------------
+def test_reset_boots_the_kernel_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With no BIOS at the reset vector a reset can only continue by loading and entering
+    the kernel again (like a PC running its boot loader again): the run keeps rebooting
+    until the timeout; with --no-reboot the first reset ends it with status 0."""
+    kernel = str(guestbuild.build("mb_reset"))
+    base = ["run", "--serial", "none", "--kernel", kernel]
+    assert cli.main([*base, "--no-reboot", "--timeout", "20"]) == 0
+    capsys.readouterr()
+    assert cli.main([*base, "--timeout", "1"]) == 124
+    err = capsys.readouterr().err
+    m = re.search(r"the guest was rebooted (\d+) times", err)
+    assert m is not None and int(m.group(1)) > 2, err
+    assert "internal error" not in err
