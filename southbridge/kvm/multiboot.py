@@ -11,7 +11,8 @@ the peer), without a BIOS.
 * Modules (`--initrd FILE[ ARGS][,FILE...]` as QEMU's -initrd, module 0 first, each one's
   string the whole entry) are page aligned after the kernel; then one area holds the
   information structure, the memory map, the module list, the strings (command line
-  "KERNEL APPEND", as QEMU passes it; boot loader name "southbridge") and a flat GDT.
+  "KERNEL APPEND", as QEMU passes it; boot loader name "southbridge") and a flat GDT. No
+  boot_device (flag bit 1; QEMU invents 0x8000FFFF): nothing was read from a BIOS drive.
 * Entry (spec 3.2, "Machine state"): EAX = 0x2BADB002, EBX = the information structure,
   CS a flat 32-bit code segment (selector 0x10), DS/ES/FS/GS/SS flat data (0x18), both
   described by the GDT in guest memory so a kernel that reloads them gets the same
@@ -321,11 +322,9 @@ def plan_boot(
         if seg.memsize > len(seg.data):
             plan.zeroes.append((seg.addr + len(seg.data), seg.memsize - len(seg.data)))
     cursor = _align(max(kernel.end, MiB))
-    mod_strings: list[str] = []
     for data, string in modules:
         plan.modules.append((cursor, cursor + len(data), string))
         plan.writes.append((cursor, data))
-        mod_strings.append(string)
         cursor = _align(cursor + len(data))
     plan.mmap = memory_map(ram)
     # The information area: MBI, GDT, memory map, module list, then the strings.
