@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from southbridge.core.clock import HostClock, ManualClock
 from southbridge.core.device import BusDevice
+from southbridge.devices.apicbus import DM_NMI, ApicMessage
 from southbridge.kvm import abi, guestbuild
 from southbridge.kvm.apic import VcpuApic
 from southbridge.kvm.loader import load_bios
@@ -371,3 +372,18 @@ def test_any_exit_sequence_never_raises_and_state_round_trips(
     fresh = PcMachine(PcConfig(memory_mb=2), clock=m.clock).lapics[0]
     fresh.restore(saved)
     assert fresh.save() == saved
+
+
+def test_nmi_latched_while_intr_is_already_high_still_wakes_the_vcpu() -> None:
+    """SDM 6.7 / HLT: an NMI must reach a CPU that has IF clear and a maskable interrupt
+    pending (INTR already high, so no edge): the LAPIC's event hook, which the run loop
+    points at `Vcpu.kick`, fires when the NMI is latched."""
+    _, apic, _ = _cpu()
+    lapic = apic.lapic
+    lapic.svr = 0x1FF
+    lapic.accept(0x50)
+    assert lapic.intr.level
+    kicks: list[int] = []
+    lapic.event_hook = lambda: kicks.append(1)
+    lapic.receive(ApicMessage(vector=0, delivery_mode=DM_NMI))
+    assert kicks and apic.wakes_from_halt(False)

@@ -176,6 +176,10 @@ class LocalApic(BusDevice):
         self.log = log if log is not None else RateLimitedLog(logger)
         self.intr = IrqLine(f"lapic{apic_id}-intr")
         self.relocate_hook: Callable[[LocalApic], None] | None = None
+        # Called whenever an NMI, SMI, INIT or SIPI is latched: these must reach the CPU
+        # even while `intr` is already high for a maskable interrupt it cannot take (IF=0),
+        # so the run loop cannot rely on an edge of `intr` for them.
+        self.event_hook: Callable[[], None] | None = None
         self._timer = clock.timer(self._on_timer, f"lapic{apic_id}-timer")
         self.apic_base = DEFAULT_BASE | BASE_EN | (BASE_BSP if bsp else 0)
         self.lint_level = [False, False]
@@ -372,6 +376,14 @@ class LocalApic(BusDevice):
 
     def _update(self) -> None:
         self.intr.set(self._wants_cpu())
+        hook = self.event_hook
+        if hook is not None and (
+            self.pending_nmi
+            or self.pending_smi
+            or self.pending_init
+            or self.sipi_vector is not None
+        ):
+            hook()
 
     # -- message acceptance --------------------------------------------------------------
     def matches_physical(self, dest: int, x2apic_format: bool) -> bool:

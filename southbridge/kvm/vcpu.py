@@ -288,12 +288,16 @@ class Vcpu:
         self._thread_ident = threading.get_ident()
         if self.irq is not None:
             self.irq.intr.connect(self._on_intr)
+        if self.apic is not None:
+            self.apic.lapic.event_hook = self.kick
         try:
             self._loop()
         except Exception as e:
             logger.exception("vCPU %d loop failed", self.index)
             self._end(RunEnd("error", 1, f"vCPU {self.index}: internal error: {e!r}"))
         finally:
+            if self.apic is not None:
+                self.apic.lapic.event_hook = None
             if self.irq is not None:
                 self.irq.intr.disconnect(self._on_intr)
             self._thread_ident = None
