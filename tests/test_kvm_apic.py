@@ -387,3 +387,18 @@ def test_nmi_latched_while_intr_is_already_high_still_wakes_the_vcpu() -> None:
     lapic.event_hook = lambda: kicks.append(1)
     lapic.receive(ApicMessage(vector=0, delivery_mode=DM_NMI))
     assert kicks and apic.wakes_from_halt(False)
+
+
+@pytest.mark.kvm
+@needs_kvm
+def test_cpu0_window_leaves_the_mmio_bus_while_vcpus_own_their_windows() -> None:
+    """SDM 10.4.1: each processor decodes its own APIC window. Under KVM a vCPU whose APIC is
+    relocated or disabled must not reach CPU 0's registers through the CPU-less bus
+    registration, so the session takes it off the bus and puts it back when closed."""
+    m = PcMachine(PcConfig(memory_mb=16, smp=2), clock=HostClock())
+    assert m.mmio.lookup(0xFEE00020) is not None
+    with KvmSession(m, cpus=2):
+        assert m.mmio.lookup(0xFEE00020) is None
+        assert m.mmio.read(0xFEE00020, 4) == 0xFFFFFFFF
+    route = m.mmio.lookup(0xFEE00020)
+    assert route is not None and route.device is m.lapics[0]

@@ -8,6 +8,8 @@ import threading
 import time
 
 from southbridge.core.clock import HostClock
+from southbridge.core.device import BusDevice
+from southbridge.devices.lapic import DEFAULT_BASE as DEFAULT_APIC_BASE
 from southbridge.kvm.apic import VcpuApic, enable_apic_msr_exits, sync_tsc
 from southbridge.kvm.system import DEFAULT_DEVICE, Kvm
 from southbridge.kvm.vcpu import InterruptController, RunEnd, Vcpu, ensure_kick_signal
@@ -50,12 +52,14 @@ class KvmSession:
         self._result: RunEnd | None = None
         self._done = threading.Event()
         self._result_lock = threading.Lock()
+        self._apic_window: tuple[int, int, BusDevice, str] | None = None
         try:
             ensure_kick_signal()
             self.vm = Vm(self.kvm)
             self.vm.sync_memory(machine.memory)
             if any(isinstance(irq, VcpuApic) for irq in irqs):
                 enable_apic_msr_exits(self.kvm, self.vm.fd)
+                self._detach_cpu0_window(irqs)
             for i in range(cpus):
                 self.vcpus.append(Vcpu(self.kvm, self.vm.fd, i, machine, irqs[i], self.end))
             for v in self.vcpus:
@@ -65,6 +69,19 @@ class KvmSession:
             self.close()
             raise
         machine.on_request(self._on_request)
+
+    def _detach_cpu0_window(self, irqs: list[InterruptController | None]) -> None:
+        """CPU-less machines decode CPU 0's xAPIC window on the MMIO bus; under KVM every
+        vCPU reaches its own LAPIC first, so that registration would only answer a vCPU
+        whose own APIC is relocated or disabled with CPU 0's registers. Take it off the bus
+        for the run (`close` puts it back)."""
+        route = self.machine.mmio.lookup(DEFAULT_APIC_BASE)
+        if route is None or not any(
+            isinstance(irq, VcpuApic) and irq.lapic is route.device for irq in irqs
+        ):
+            return
+        self.machine.mmio.unregister(route.base)
+        self._apic_window = (route.base, route.end - route.base, route.device, route.name)
 
     def sync_memory(self) -> None:
         """Re-map KVM's memory slots after `machine.memory` changed (PAM, shadowing)."""
@@ -123,6 +140,9 @@ class KvmSession:
         return self._result
 
     def close(self) -> None:
+        if self._apic_window is not None:
+            self.machine.mmio.register(*self._apic_window)
+            self._apic_window = None
         for v in self.vcpus:
             v.close()
         self.vcpus = []
