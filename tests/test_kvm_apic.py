@@ -402,3 +402,28 @@ def test_cpu0_window_leaves_the_mmio_bus_while_vcpus_own_their_windows() -> None
         assert m.mmio.read(0xFEE00020, 4) == 0xFFFFFFFF
     route = m.mmio.lookup(0xFEE00020)
     assert route is not None and route.device is m.lapics[0]
+
+
+@pytest.mark.kvm
+@needs_kvm
+def test_the_pic_reaches_the_cpu_through_ioapic_pin0_extint() -> None:
+    """MP spec 3.6.2.2 (virtual wire via the I/O APIC): with LINT0 masked and IOAPIC pin 0
+    programmed ExtINT, the 8259's INTR travels as an ExtINT message and the CPU takes the
+    vector from the 8259's INTA (0x20 + IRQ3); GSI 3 also reaches the masked pin 3, which
+    delivers nothing and keeps its remote IRR clear."""
+    acks: list[int] = []
+
+    def count_acks(m: PcMachine, probe: Probe) -> None:
+        inta = m.pic.acknowledge
+
+        def acknowledge() -> int:
+            acks.append(inta())
+            return acks[-1]
+
+        m.pic.acknowledge = acknowledge  # type: ignore[method-assign]
+
+    end, probe, m, _ = run_guest("apic_ioapic", mode=2, prepare=count_acks)
+    assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
+    assert probe.values == [1, 2, 1 << 16]
+    assert acks == [0x23, 0x23]
+    assert not m.lapics[0].lint0_extint() and m.lapics[0].isr == 0

@@ -10,7 +10,11 @@
  *       unmasked: the asserted line delivers, the handler lowers it: count (1).
  * 1 = MSI from the demo PCI device (00:02.0): BAR1 I/O at 0xC000, MSI to APIC 0 vector
  *     0x55; two INT_RAISE writes, each handler acknowledges with INT_ACK: count after each,
- *     then INT_STATUS (0). */
+ *     then INT_STATUS (0).
+ * 2 = the 8259 through IOAPIC pin 0 in ExtINT mode (LINT0 masked): the master 8259 at base
+ *     0x20 with only IRQ3 unmasked; two rising edges on GSI 3 each reach the CPU as the
+ *     8259's vector 0x23 (its INTA cycle), the handler sends the 8259 an EOI: count after
+ *     each, then the IOAPIC pin 3 entry (masked, never delivered: no remote IRR). */
         .include "_lib.S"
         .include "_apic.S"
         .equ    TEST, 0x700
@@ -18,6 +22,7 @@
         .equ    C51, 0x504
         .equ    C52, 0x508
         .equ    C55, 0x50c
+        .equ    C23, 0x510
         .equ    GSI, 0x2000
         .equ    DEMO_IO, 0xc000
         .equ    CFG, 0x80001000         /* bus 0, device 2, function 0 */
@@ -61,11 +66,13 @@ pm:     PM_SEGMENTS 0x7000
         SET_GATE 0x51, h51
         SET_GATE 0x52, h52
         SET_GATE 0x55, h55
+        SET_GATE 0x23, h23
         xor     %eax, %eax
         mov     %eax, C50
         mov     %eax, C51
         mov     %eax, C52
         mov     %eax, C55
+        mov     %eax, C23
         mov     $0xff, %al              /* 8259 pair: everything masked */
         outb    %al, $0x21
         outb    %al, $0xa1
@@ -75,6 +82,8 @@ pm:     PM_SEGMENTS 0x7000
         inl     %dx, %eax
         cmp     $1, %eax
         je      msi
+        cmp     $2, %eax
+        je      extint
 
         REDIR   10, 0x0050
         REDIR   11, 0x8051
@@ -193,6 +202,37 @@ msi:    mov     $0x14, %ecx             /* BAR1: I/O */
         cli
         EXIT    0x10
 no_msi: EXIT    0x12
+
+extint: mov     $0x11, %al              /* master 8259: ICW1-4, vectors 0x20-0x27 */
+        outb    %al, $0x20
+        mov     $0x20, %al
+        outb    %al, $0x21
+        mov     $0x04, %al
+        outb    %al, $0x21
+        mov     $0x01, %al
+        outb    %al, $0x21
+        mov     $0xf7, %al              /* IRQ3 only */
+        outb    %al, $0x21
+        REDIR   0, 0x0700               /* pin 0: ExtINT to APIC 0 */
+        sti
+        SETGSI  3, 1
+        WAITFOR C23, 1
+        PUTL    TEST, C23
+        SETGSI  3, 0
+        SETGSI  3, 1
+        WAITFOR C23, 2
+        PUTL    TEST, C23
+        SETGSI  3, 0
+        PUT_REDIR 3
+        cli
+        EXIT    0x10
+
+h23:    push    %eax
+        incl    C23
+        mov     $0x20, %al              /* 8259 non-specific EOI */
+        outb    %al, $0x20
+        pop     %eax
+        IRET32
 
 h55:    push    %eax
         push    %edx
