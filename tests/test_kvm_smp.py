@@ -89,3 +89,11 @@ def test_southbridge_run_smp_2_runs_a_two_cpu_guest(capsys: pytest.CaptureFixtur
     image = guestbuild.build("smp_ipi")
     rc = main(["run", "--serial", "none", "--bios", str(image), "--smp", "2", "--timeout", "20"])
     assert rc == EXIT_OK, capsys.readouterr().err
+
+
+def test_init_resets_a_running_ap_and_sipi_restarts_it() -> None:
+    """SDM 8.4 / 10.4.7.3: INIT to a running AP (halted with IF clear: INIT still wakes it)
+    resets it into wait-for-SIPI; the next SIPI starts it again from the vector."""
+    end, probe, _, _ = run_guest("smp_boot", mode=1, param=3, smp=4)
+    assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
+    assert probe.values == [0, 4, 0x101, 0x102, 0x103]

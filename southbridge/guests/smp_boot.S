@@ -3,7 +3,9 @@
  * offset 0x5000) to all excluding self, and waits until COUNT reaches TEST+8 (the number of
  * APs). Each AP takes its initial APIC ID from CPUID leaf 1, stores 0x100 | ID in SLOT[ID],
  * counts itself with a locked increment and halts. The BSP reports its own APIC ID,
- * COUNT, then SLOT[1..N] as dwords on TEST+0 and exits with isa-debug-exit 0x10. */
+ * COUNT, then SLOT[1..N] as dwords on TEST+0 and exits with isa-debug-exit 0x10.
+ * With TEST+4 = 1 the BSP first clears SLOT[1] and restarts APIC 1, which is halted with
+ * interrupts off, with INIT and one SIPI addressed to it: COUNT then reaches N + 1. */
         .include "_lib.S"
         .include "_apic.S"
         .equ    TEST, 0x700
@@ -30,7 +32,19 @@ pm:     PM_SEGMENTS 0x7000
 1:      pause
         cmp     %esi, COUNT
         jb      1b
-        mov     APIC_ID, %eax
+        mov     $TEST + 4, %dx
+        inl     %dx, %eax
+        test    %eax, %eax
+        jz      report
+        movl    $0, SLOT + 4
+        movl    $0x01000000, APIC_ICR_HI        /* APIC 1 */
+        movl    $0x4500, APIC_ICR_LO            /* INIT: resets the running AP */
+        movl    $0x46f5, APIC_ICR_LO            /* SIPI */
+        lea     1(%esi), %ecx
+3:      pause
+        cmp     %ecx, COUNT
+        jb      3b
+report: mov     APIC_ID, %eax
         shr     $24, %eax
         PUTL    TEST, %eax
         PUTL    TEST, COUNT
