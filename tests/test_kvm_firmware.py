@@ -120,7 +120,7 @@ def test_cmos_memory_bytes_like_qemu() -> None:
     assert get(0x34) | get(0x35) << 8 == (128 - 16) * 16
     assert (get(0x5B), get(0x5C), get(0x5D)) == (0, 0, 0)
     assert get(0x5F) == 1
-    assert (get(0x3D), get(0x38)) == (0x12, 0x31)  # boot order c, a, d
+    assert (get(0x3D), get(0x38)) == (0x12, 0x30)  # boot order c, a, d; floppy check on
     checksum = sum(get(i) for i in range(0x10, 0x2E))
     assert get(0x2E) << 8 | get(0x2F) == checksum
 

@@ -26,6 +26,7 @@ from southbridge.devices.pit import Pit
 from southbridge.devices.rtc import Rtc
 from southbridge.devices.uart import Uart16550
 from southbridge.machine.base import Machine
+from southbridge.machine.cmos import fill_cmos
 
 MiB = 1 << 20
 
@@ -92,7 +93,8 @@ class PcMachine(Machine):
     def _add_rtc(self) -> None:
         """The MC146818 RTC/CMOS at 0x70-0x73 (bank 0 index/data, second bank index/data),
         IRQ8 on GSI 8, its time base from `rtc_base`; `extra["rtc_lost_tick_policy"]`
-        ("discard", QEMU's default, or "slew") picks the periodic interrupt's policy."""
+        ("discard", QEMU's default, or "slew") picks the periodic interrupt's policy. The
+        NVRAM holds memory sizes, CPU count and boot order (`machine.cmos`)."""
         policy = self.config.extra.get("rtc_lost_tick_policy", "discard")
         self.rtc = Rtc(
             self.clock,
@@ -101,6 +103,9 @@ class PcMachine(Machine):
             lost_tick_policy=str(policy),
         )
         self.ports.register(0x70, 4, self.rtc, "rtc")
+        # The BIOS's view of the machine in NVRAM, as QEMU's pc_cmos_init writes it. RAM is
+        # mapped contiguously below 4 GiB (`_add_ram`), so none is reported above 4 GiB.
+        fill_cmos(self.rtc, self.config.memory_mb * MiB, cpus=self.config.smp)
 
     def _add_serial(self) -> None:
         """16550A UARTs: COM1 at 0x3F8/IRQ4 always (backend "none" discards its output) and
