@@ -43,6 +43,7 @@ _IO_MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
 # Its own CDLL so `system`'s argtypes do not apply. ctypes releases the GIL for the call.
 _kvm_run_call = ctypes.CDLL(None, use_errno=True).ioctl
 _X86_EFLAGS_IF = 1 << 9
+KVM_EXIT_SET_TPR = 11  # linux/kvm.h; not in `abi` (only the APIC path needs it)
 
 # CPUID bits hidden from the guest (leaf, subleaf, register, mask): the local APIC and what
 # hangs off it when a vCPU runs without a LAPIC model (`CPUID_APIC_MASKS`), and instructions
@@ -335,8 +336,14 @@ class Vcpu:
                 dispatch_mmio(machine, buf, self.apic)
             elif reason == abi.KVM_EXIT_HLT:
                 self._halt(run, irq)
-            elif reason == abi.KVM_EXIT_IRQ_WINDOW_OPEN or reason == abi.KVM_EXIT_INTR:
-                pass  # the injection check at the top of the loop does the work
+            elif (
+                reason == abi.KVM_EXIT_IRQ_WINDOW_OPEN
+                or reason == abi.KVM_EXIT_INTR
+                or reason == KVM_EXIT_SET_TPR
+            ):
+                # The injection check at the top of the loop does the work (and takes a
+                # lowered CR8 into the LAPIC's TPR: KVM exits when MOV to CR8 lowers it).
+                pass
             elif reason == abi.KVM_EXIT_X86_RDMSR or reason == abi.KVM_EXIT_X86_WRMSR:
                 if self.apic is None:
                     run.exit.msr.error = 1  # no APIC model: #GP, as KVM does for them
