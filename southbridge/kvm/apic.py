@@ -19,8 +19,11 @@ by the vCPU loop with this adapter:
 
 Lock order: `machine.lock` is the only device lock. A vCPU takes it around each exit it
 dispatches and around injection bookkeeping here, and never holds it across KVM_RUN or while
-parked; the vCPU's own condition (for HLT and wait-for-SIPI) is never held while taking
-`machine.lock`, and notifiers (`Vcpu.kick`) take only that condition, so no cycle exists.
+parked; the timer thread takes it around timer callbacks. Below it, and only ever taken in
+this order: machine.lock -> a vCPU's condition (`Vcpu.kick`, called when a LAPIC's `intr`
+rises or its `event_hook` fires, e.g. an IPI sent by another vCPU) and machine.lock -> the
+clock's queue lock -> HostClock's condition (arming timers). A vCPU's condition is never
+held while taking machine.lock (HLT and wait-for-SIPI release it first), so no cycle exists.
 """
 
 from __future__ import annotations
