@@ -22,12 +22,12 @@ from typing import TextIO
 from southbridge.core.clock import HostClock
 from southbridge.core.trace import QtestTracer
 from southbridge.kvm import multiboot
-from southbridge.kvm.cmos import fill_cmos
 from southbridge.kvm.loader import LoadError, map_bios, read_image
 from southbridge.kvm.session import KvmSession
-from southbridge.kvm.shadow import PamShadow
 from southbridge.kvm.system import DEFAULT_DEVICE, KvmError
 from southbridge.kvm.vcpu import RunEnd
+from southbridge.machine.cmos import fill_cmos
+from southbridge.machine.pam import PamShadow
 from southbridge.machine.pc import MiB, PcConfig, PcMachine
 
 logger = logging.getLogger("southbridge.run")
