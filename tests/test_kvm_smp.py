@@ -97,3 +97,16 @@ def test_init_resets_a_running_ap_and_sipi_restarts_it() -> None:
     end, probe, _, _ = run_guest("smp_boot", mode=1, param=3, smp=4)
     assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
     assert probe.values == [0, 4, 0x101, 0x102, 0x103]
+
+
+@pytest.mark.parametrize("cpus", [2, 4])
+def test_ipi_ring_across_all_vcpus_loses_nothing(cpus: int) -> None:
+    """Every vCPU thread at once sends 100 IPIs around a ring (each after the previous was
+    handled) while handling its predecessor's: each CPU receives exactly 100 (SDM 10.6:
+    fixed IPIs to a physical destination; one IRR bit per vector, so the pacing keeps each
+    IPI distinct), and the device lock serialises the LAPIC updates of N threads without a
+    lost update or a deadlock."""
+    end, probe, m, _ = run_guest("smp_ring", param=cpus, smp=cpus, timeout=30)
+    assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
+    assert probe.values == [100] * cpus
+    assert all(lapic.isr == 0 and lapic.irr == 0 for lapic in m.lapics)
