@@ -93,3 +93,15 @@ def test_any_configuration_fills_bytes_in_range(
     assert get(0x34) | get(0x35) << 8 == min(max(below - 16 * MiB, 0) >> 16, 0xFFFF)
     assert get(0x5B) | get(0x5C) << 8 | get(0x5D) << 16 == (above >> 16) & 0xFFFFFF
     assert get(0x5F) == (cpus - 1) & 0xFF
+
+
+def test_filled_nvram_survives_save_and_restore() -> None:
+    """The RTC's saved state carries the NVRAM: a fresh machine restored from it reads the
+    same CMOS bytes (0x0E-0x7F) as the one that was saved."""
+    src = PcMachine(PcConfig(memory_mb=128))
+    fill_cmos(src.rtc, 64 * MiB, cpus=2, boot="dcn")
+    dst = PcMachine(PcConfig(memory_mb=16))
+    dst.rtc.restore(src.rtc.save())
+    assert [cmos_read(dst, i) for i in range(0x0E, 0x80)] == [
+        cmos_read(src, i) for i in range(0x0E, 0x80)
+    ]
