@@ -110,3 +110,14 @@ def test_ipi_ring_across_all_vcpus_loses_nothing(cpus: int) -> None:
     assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
     assert probe.values == [100] * cpus
     assert all(lapic.isr == 0 and lapic.irr == 0 for lapic in m.lapics)
+
+
+def test_ioapic_delivers_to_an_ap_and_its_eoi_clears_remote_irr() -> None:
+    """82093AA 3.2.4 and SDM 10.8.5: a redirection entry's destination picks the CPU, here
+    APIC 1 (physical) and logical 0x02 (the AP's flat LDR bit); the AP's handler runs on
+    its own vCPU, and its EOI for the level-triggered vector is broadcast to the IOAPIC,
+    clearing the entry's remote IRR. The BSP's IRR never sees the vector."""
+    end, probe, m, _ = run_guest("smp_ioapic", smp=2)
+    assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
+    assert probe.values == [2, 3, (1 << 15) | (1 << 11) | 0x70, 0]
+    assert m.lapics[0].isr == 0 and m.lapics[1].isr == 0
