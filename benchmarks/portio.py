@@ -40,7 +40,9 @@ def patched_image(out_dir: Path, count: int) -> Path:
 def commands(floor: Path, qemu: str | None, image: Path) -> dict[str, list[str]]:
     cmds = {
         "C KVM loop (floor)": [str(floor), str(image), str(MEMORY_MB)],
-        "southbridge run": southbridge_cmd("--bios", str(image), "-m", str(MEMORY_MB)),
+        "southbridge run": southbridge_cmd(
+            "--bios", str(image), "-m", str(MEMORY_MB), "--serial", "none"
+        ),
     }
     if qemu is not None:
         cmds["qemu -accel kvm"] = [

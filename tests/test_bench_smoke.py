@@ -35,7 +35,8 @@ def test_qemu_gets_the_same_exit_port_and_image(tmp_path: Path) -> None:
     cmds = portio.commands(tmp_path / "floor", "qemu-system-x86_64", image)
     q = cmds["qemu -accel kvm"]
     assert "isa-debug-exit,iobase=0xf4,iosize=4" in q and q[q.index("-bios") + 1] == str(image)
-    assert cmds["southbridge run"][-4:] == ["--bios", str(image), "-m", str(portio.MEMORY_MB)]
+    sb = cmds["southbridge run"]
+    assert sb[-6:] == ["--bios", str(image), "-m", str(portio.MEMORY_MB), "--serial", "none"]
     log = tmp_path / "log"
     s = seabios.qemu_cmd("qemu-system-x86_64", "kvm,kernel-irqchip=off", image, log)
     assert "isa-debugcon,iobase=0x402,chardev=dbg" in s and f"file,id=dbg,path={log}" in s
