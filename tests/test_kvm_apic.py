@@ -85,6 +85,7 @@ def run_guest(
 
 
 @pytest.mark.kvm
+@pytest.mark.timing
 @needs_kvm
 def test_lapic_one_shot_timer_fires_once_after_count_times_divisor() -> None:
     """SDM 10.5.4: one-shot mode counts the initial count down at the bus clock / divide
@@ -98,6 +99,7 @@ def test_lapic_one_shot_timer_fires_once_after_count_times_divisor() -> None:
 
 
 @pytest.mark.kvm
+@pytest.mark.timing
 @needs_kvm
 def test_lapic_periodic_timer_runs_at_the_programmed_rate() -> None:
     """SDM 10.5.4: periodic mode reloads the initial count at zero; 2,000,000 at divide-by-2
@@ -111,6 +113,7 @@ def test_lapic_periodic_timer_runs_at_the_programmed_rate() -> None:
 
 
 @pytest.mark.kvm
+@pytest.mark.timing
 @needs_kvm
 def test_tsc_deadline_timer_fires_at_the_guest_tsc_deadline() -> None:
     """SDM 10.5.4.1: in TSC-deadline mode the timer interrupts when the TSC reaches
