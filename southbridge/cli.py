@@ -105,9 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit with status 0 when the guest resets instead of rebooting",
     )
-    r.add_argument(
-        "--smp", metavar="N", type=int, default=1, help="number of vCPUs"
-    )
+    r.add_argument("--smp", metavar="N", type=int, default=1, help="number of vCPUs")
     r.add_argument(
         "--kvm-device",
         metavar="PATH",
