@@ -28,6 +28,8 @@ STRUCTS = [
     "kvm_msrs",
     "kvm_enable_cap",
     "kvm_run",
+    "kvm_msr_filter_range",
+    "kvm_msr_filter",
 ]
 # (struct, C member path, Python (class, field path))
 OFFSETS = [
@@ -82,11 +84,15 @@ IOCTLS = [
     "KVM_SET_MSRS",
     "KVM_SET_CPUID2",
     "KVM_NMI",
+    "KVM_X86_SET_MSR_FILTER",
+    "KVM_GET_TSC_KHZ",
 ]
 CONSTANTS = [
     n
     for n in dir(abi)
-    if n.startswith(("KVM_EXIT_", "KVM_CAP_", "KVM_INTERNAL_", "KVM_SYSTEM_EVENT_", "KVM_MEM_"))
+    if n.startswith(
+        ("KVM_EXIT_", "KVM_CAP_", "KVM_INTERNAL_", "KVM_SYSTEM_EVENT_", "KVM_MEM_", "KVM_MSR_")
+    )
 ]
 
 

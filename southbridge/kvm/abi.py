@@ -329,3 +329,32 @@ KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES = 1
 KVM_SYSTEM_EVENT_SHUTDOWN = 1
 KVM_SYSTEM_EVENT_RESET = 2
 KVM_SYSTEM_EVENT_CRASH = 3
+
+
+# User-space MSR exits (KVM_CAP_X86_USER_SPACE_MSR) and MSR filtering (KVM_CAP_X86_MSR_FILTER).
+KVM_MSR_EXIT_REASON_INVAL = 1 << 0
+KVM_MSR_EXIT_REASON_UNKNOWN = 1 << 1
+KVM_MSR_EXIT_REASON_FILTER = 1 << 2
+KVM_MSR_FILTER_READ = 1 << 0
+KVM_MSR_FILTER_WRITE = 1 << 1
+KVM_MSR_FILTER_MAX_RANGES = 16
+
+
+class kvm_msr_filter_range(ctypes.Structure):
+    _fields_ = [
+        ("flags", c_u32),
+        ("nmsrs", c_u32),
+        ("base", c_u32),
+        ("bitmap", ctypes.c_void_p),
+    ]
+
+
+class kvm_msr_filter(ctypes.Structure):
+    _fields_ = [
+        ("flags", c_u32),
+        ("ranges", kvm_msr_filter_range * KVM_MSR_FILTER_MAX_RANGES),
+    ]
+
+
+KVM_X86_SET_MSR_FILTER = _iow(0xC6, kvm_msr_filter)
+KVM_GET_TSC_KHZ = _io(0xA3)

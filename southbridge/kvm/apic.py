@@ -42,36 +42,10 @@ from southbridge.kvm.system import Kvm, KvmError, ioctl
 
 logger = logging.getLogger("southbridge.kvm")
 
-KVM_GET_TSC_KHZ = abi._io(0xA3)
-KVM_MSR_EXIT_REASON_INVAL = 1 << 0
-KVM_MSR_EXIT_REASON_UNKNOWN = 1 << 1
-KVM_MSR_EXIT_REASON_FILTER = 1 << 2
-KVM_MSR_FILTER_READ = 1 << 0
-KVM_MSR_FILTER_WRITE = 1 << 1
-KVM_MSR_FILTER_MAX_RANGES = 16
 MSR_IA32_TSC = 0x10
 
 # MSRs the model owns and KVM would otherwise handle itself (one filter range each).
 FILTERED_MSRS = (MSR_APIC_BASE, MSR_TSC_DEADLINE)
-
-
-class kvm_msr_filter_range(ctypes.Structure):
-    _fields_ = [
-        ("flags", abi.c_u32),
-        ("nmsrs", abi.c_u32),
-        ("base", abi.c_u32),
-        ("bitmap", ctypes.c_void_p),
-    ]
-
-
-class kvm_msr_filter(ctypes.Structure):
-    _fields_ = [
-        ("flags", abi.c_u32),
-        ("ranges", kvm_msr_filter_range * KVM_MSR_FILTER_MAX_RANGES),
-    ]
-
-
-KVM_X86_SET_MSR_FILTER = abi._iow(0xC6, kvm_msr_filter)
 
 
 def enable_apic_msr_exits(kvm: Kvm, vm_fd: int) -> None:
@@ -83,19 +57,21 @@ def enable_apic_msr_exits(kvm: Kvm, vm_fd: int) -> None:
     cap = abi.kvm_enable_cap()
     cap.cap = abi.KVM_CAP_X86_USER_SPACE_MSR
     cap.args[0] = (
-        KVM_MSR_EXIT_REASON_FILTER | KVM_MSR_EXIT_REASON_UNKNOWN | KVM_MSR_EXIT_REASON_INVAL
+        abi.KVM_MSR_EXIT_REASON_FILTER
+        | abi.KVM_MSR_EXIT_REASON_UNKNOWN
+        | abi.KVM_MSR_EXIT_REASON_INVAL
     )
-    flt = kvm_msr_filter()
+    flt = abi.kvm_msr_filter()
     deny = (ctypes.c_uint8 * 1)(0)  # bit clear = denied = exit to userspace
     for i, msr in enumerate(FILTERED_MSRS):
         r = flt.ranges[i]
-        r.flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE
+        r.flags = abi.KVM_MSR_FILTER_READ | abi.KVM_MSR_FILTER_WRITE
         r.nmsrs = 1
         r.base = msr
         r.bitmap = ctypes.addressof(deny)
     try:
         ioctl(vm_fd, abi.KVM_ENABLE_CAP, cap)
-        ioctl(vm_fd, KVM_X86_SET_MSR_FILTER, flt)  # KVM copies the bitmaps
+        ioctl(vm_fd, abi.KVM_X86_SET_MSR_FILTER, flt)  # KVM copies the bitmaps
     except OSError as e:
         raise KvmError(f"enabling user-space MSR exits failed: {e.strerror}") from None
 
@@ -114,7 +90,7 @@ def sync_tsc(lapic: LocalApic, vcpu_fd: int) -> None:
     """Tell the LAPIC the guest TSC rate and the TSC value at clock time 0, so TSC-deadline
     values become clock deadlines. Sampled once: both count at constant rates."""
     try:
-        khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ)
+        khz = ioctl(vcpu_fd, abi.KVM_GET_TSC_KHZ)
     except OSError:
         khz = 0
     if khz <= 0:
