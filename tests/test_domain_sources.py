@@ -114,6 +114,20 @@ def test_pic_eoi_listeners_hear_the_irq_whose_service_ended() -> None:
     assert seen == [11, 2, 4]
 
 
+def test_pic_in_aeoi_mode_ends_service_at_inta_and_tells_the_listeners() -> None:
+    # 8259A ICW4 AEOI: the ISR bit is reset at the end of the INTA sequence, so no EOI
+    # command follows; an assigned device's INTx held "in service" must still be released.
+    pic, seen = _pic()
+    pic.master.write(0, 1, 0x11)
+    for w in (0x08, 0x04, 0x03):  # ICW4 with AEOI
+        pic.master.write(1, 1, w)
+    pic.set_irq(4, True)
+    assert pic.acknowledge() == 0x0C
+    assert seen == [4]
+    pic.master.write(0, 1, 0x0B)  # OCW3: read ISR
+    assert pic.master.read(0, 1) == 0
+
+
 def test_pic_eoi_listener_runs_before_the_line_is_resampled() -> None:
     # A listener that lowers the level line in time sees no second interrupt.
     pic, _ = _pic()

@@ -164,6 +164,10 @@ class I8259(BusDevice):
             self.isr |= bit
         if not self.elcr & bit:
             self.irr &= ~bit  # a level request stays while its line is high
+        if self.aeoi and self.eoi_hook is not None:
+            # The end of INTA is this IR's end of service: listeners (an assigned device's
+            # INTx held while in service) hear it as they would an EOI command.
+            self.eoi_hook(ir)
 
     # -- initialisation ------------------------------------------------------------------
     def _icw1(self, value: int) -> None:
