@@ -226,6 +226,28 @@ def test_stdio_backend_with_pipes() -> None:
             os.close(fd)
 
 
+def test_stdio_backend_reads_an_unpollable_regular_file_as_input(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`southbridge run < file` (or < /dev/null, as under CI): epoll refuses such fds, so
+    input is read plainly until EOF, without a warning."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"from a file")
+    out_r, out_w = os.pipe()
+    with open(src, "rb") as f:
+        b = StdioBackend(in_fd=f.fileno(), out_fd=out_w)
+        ev = Events(b)
+        try:
+            assert ev.input.wait(WAIT)
+            assert wait_for(lambda: b.pending_input() == 11)
+            assert b.read(100) == b"from a file"
+        finally:
+            b.close()
+            for fd in (out_r, out_w):
+                os.close(fd)
+    assert "no input" not in caplog.text
+
+
 def test_stdio_backend_puts_a_terminal_in_character_mode_and_restores_it() -> None:
     """No line buffering or local echo while the guest owns the terminal; ISIG kept."""
     master, slave = os.openpty()

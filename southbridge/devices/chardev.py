@@ -322,6 +322,12 @@ class StdioBackend(CharBackend):
         try:
             sel.register(self._in_fd, selectors.EVENT_READ)
             sel.register(self._wake.r, selectors.EVENT_READ)
+        except PermissionError:
+            # A regular file or /dev/null cannot be polled: it never blocks, so plain reads
+            # until EOF do (a guest reading it sees the file's bytes, as with QEMU's stdio).
+            sel.close()
+            self._read_plain()
+            return
         except (OSError, ValueError) as e:
             logger.warning("stdio: no input: %s", e)
             sel.close()
@@ -338,6 +344,15 @@ class StdioBackend(CharBackend):
             logger.warning("stdio: input stopped: %s", e)
         finally:
             sel.close()
+
+    def _read_plain(self) -> None:
+        try:
+            while not self._closed:
+                data = os.read(self._in_fd, _CHUNK)
+                if not data or not self._feed(data):
+                    return
+        except OSError as e:
+            logger.warning("stdio: input stopped: %s", e)
 
     def write(self, data: bytes) -> int:
         return self._writer.offer(data)
