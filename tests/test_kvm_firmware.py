@@ -9,9 +9,9 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from southbridge.kvm.cmos import fill_cmos
 from southbridge.kvm.loader import map_bios
-from southbridge.kvm.shadow import SEGMENTS, PamShadow
+from southbridge.machine.cmos import fill_cmos
+from southbridge.machine.pam import SEGMENTS, PamShadow
 from southbridge.machine.pc import MiB, PcConfig, PcMachine
 
 

@@ -39,6 +39,6 @@ Modules: `abi` (linux/kvm.h in ctypes), `system` (/dev/kvm), `vm` (memory slots)
 (registers, CPUID, the run loop and interrupt injection), `apic` (a LAPIC model as a
 vCPU's interrupt controller: INTA, MSR exits, xAPIC window), `session` (threads and how a run
 ends), `loader` (BIOS images), `multiboot` (--kernel: Multiboot v1 without a BIOS),
-`shadow` (PAM), `cmos` (firmware's CMOS bytes), `runner` (`southbridge run`), `guestbuild`
+`runner` (`southbridge run`), `guestbuild`
 (the bundled assembly guests).
 """

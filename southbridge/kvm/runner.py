@@ -26,7 +26,6 @@ from southbridge.kvm.loader import LoadError, map_bios, read_image
 from southbridge.kvm.session import KvmSession
 from southbridge.kvm.system import DEFAULT_DEVICE, KvmError
 from southbridge.kvm.vcpu import RunEnd
-from southbridge.machine.cmos import fill_cmos
 from southbridge.machine.pam import PamShadow
 from southbridge.machine.pc import MiB, PcConfig, PcMachine
 
@@ -42,12 +41,10 @@ MAX_SMP = 254
 
 
 def prepare_firmware(machine: PcMachine, image: bytes) -> PamShadow:
-    """Map the BIOS image and give the machine what firmware expects of a PC that the pc
-    machine does not do by itself yet: the CMOS bytes (memory size, CPUs, boot order) and
-    the PAM registers' effect on 0xC0000-0xFFFFF (firmware shadows itself there). Point the
-    returned shadow's `on_change` at the KVM session's `sync_memory`."""
+    """Map the BIOS image and give the PAM registers their effect on 0xC0000-0xFFFFF
+    (firmware shadows itself there; the pc machine already filled CMOS). Point the returned
+    shadow's `on_change` at the KVM session's `sync_memory`."""
     map_bios(machine, image)
-    fill_cmos(machine.rtc, machine.config.memory_mb * MiB, cpus=machine.config.smp)
     shadow = PamShadow(machine.memory)
     machine.i440fx.on_pam.append(shadow.set_pam)
     return shadow
@@ -165,7 +162,6 @@ def _run_once(
             if kernel is None:
                 shadow = prepare_firmware(machine, image)
             else:
-                fill_cmos(machine.rtc, machine.config.memory_mb * MiB, cpus=machine.config.smp)
                 plan = kernel.load(machine)
         except LoadError as e:
             raise UserError(str(e)) from None
