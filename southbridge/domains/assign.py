@@ -5,7 +5,9 @@ The function appears on the domain's PCI bus at a slot of its own as a `Filtered
 filter). Its I/O BARs are opened in the domain's port bitmap at the host addresses (so the
 ports pass straight to the host backend) and, wherever the guest moves a BAR, the guest's
 range forwards to the host range at the same offset. Memory BARs map the simulated device's
-memory or the sysfs `resource<N>` file. The device's interrupt source is forwarded:
+memory or the sysfs `resource<N>` file; a device bound to vfio-pci (its source a
+`VfioConfigSource`) has its BARs, reset and interrupts from VFIO instead. The device's
+interrupt source is forwarded:
 
 * INTx, as VFIO does it: when the source asserts, the guest's INTx is raised and the source
   is masked (its further changes are not followed); the guest's EOI at the controller its
@@ -33,6 +35,7 @@ from southbridge.core.ratelog import RateLimitedLog
 from southbridge.core.state import StateError, get_bool
 from southbridge.host.inventory import HostDevice, HostResource
 from southbridge.host.simulated import InterruptSource, SimulatedHost
+from southbridge.host.vfio import VfioConfigSource, VfioDevice, VfioInterruptSource
 from southbridge.machine.pc import PcMachine
 from southbridge.pci.bar import Bar, BarKind
 from southbridge.pci.passthrough import ConfigSource, FilteredFunction
@@ -154,9 +157,13 @@ class AssignedDevice:
         self.log = RateLimitedLog(logger)
         self.opened: list[tuple[int, int]] = []
         self.closers: list[Callable[[], None]] = []
-        self.irq: InterruptSource | None = None
+        self.irq: InterruptSource | VfioInterruptSource | None = None
         self.attached = False
         live = sim.get(dev.addr) if sim is not None else None
+        self.vfio: VfioDevice | None = None
+        if isinstance(source, VfioConfigSource):
+            self.vfio = source.device
+            self.closers.append(self.vfio.close)  # interrupts off, BARs unmapped, fds closed
         backend = machine.ports.host
         bars: dict[int, Bar] = {}
         for res in dev.resources:
@@ -164,7 +171,10 @@ class AssignedDevice:
                 continue
             name = f"{dev.addr.short()}.bar{res.index}"
             device: BusDevice
-            if res.is_io:
+            region = self.vfio.bar(res.index) if self.vfio is not None else None
+            if region is not None:
+                device = region
+            elif res.is_io:
                 if res.end >= 0x10000:
                     continue
                 device = HostPortWindow(backend, res.start, res.size, name)
@@ -201,6 +211,9 @@ class AssignedDevice:
                 self.opened.append((res.start, res.size))
         if live is not None:
             self.irq = live.irq
+        elif self.vfio is not None:
+            self.irq = self.vfio.interrupts()
+        if self.irq is not None:
             self.irq.intx_listeners.append(self._on_intx)
             self.irq.msi_listeners.append(self._on_msi)
         machine.pic.eoi_listeners.append(self._on_pic_eoi)
@@ -233,6 +246,9 @@ class AssignedDevice:
             return
         self.fn.masked = False
         self.fn.set_intx(False)
+        unmask = getattr(self.irq, "unmask", None)
+        if unmask is not None:  # VFIO auto-masked the line: unmask it at the host too
+            unmask()
         again = self.fn.edge_seen or (self.irq is not None and self.irq.level)
         self.fn.edge_seen = False
         if again and self.irq is not None and not self.irq.msi_enabled:
@@ -252,6 +268,8 @@ class AssignedDevice:
     def _after_reset(self) -> bool:
         """RST#: MSI is off again; a source still asserted is followed from scratch
         (delivered once the guest routes and unmasks it). Returns whether it is."""
+        if self.vfio is not None:
+            self.vfio.reset()  # RST# reaches the real function (VFIO_DEVICE_RESET)
         if self.irq is None:
             return False
         self.irq.msi_enabled = False
@@ -267,6 +285,11 @@ class AssignedDevice:
         on = bool((msi is not None and msi.enabled) or (msix is not None and msix.enabled))
         if on == self.irq.msi_enabled:
             return
+        configure = getattr(self.irq, "configure_msi", None)
+        if on and configure is not None:  # VFIO needs to know which kind and how many
+            cap = msix if msix is not None and msix.enabled else msi
+            assert cap is not None
+            configure(cap is msix, cap.vectors)
         self.irq.msi_enabled = on
         if on and self.fn.masked:
             self.fn.masked = self.fn.edge_seen = False

@@ -117,8 +117,8 @@ class Hypervisor:
         else:
             for dev in self.assignments.claim(dc.name):
                 masks = permissive_masks(dc.permissive.get(dev.addr, []))
-                src = source_for(dev, self.sim)
                 try:
+                    src = source_for(dev, self.sim, vfio=True)
                     dom.assigned.append(AssignedDevice(machine, dev, src, dc.name, self.sim, masks))
                 except ValueError as e:
                     for ad in dom.assigned:  # all or nothing for this domain

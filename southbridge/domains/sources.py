@@ -14,6 +14,7 @@ from southbridge.core.device import ones
 from southbridge.core.ratelog import RateLimitedLog
 from southbridge.host.inventory import HostDevice
 from southbridge.host.simulated import SimulatedHost
+from southbridge.host.vfio import VfioDevice, VfioOs
 from southbridge.pci.config import PCI_CONFIG_SIZE, PCIE_CONFIG_SIZE
 from southbridge.pci.passthrough import ConfigSource
 
@@ -83,13 +84,28 @@ class SnapshotConfigSource:
         return None
 
 
-def source_for(dev: HostDevice, sim: SimulatedHost | None = None) -> ConfigSource:
+def source_for(
+    dev: HostDevice,
+    sim: SimulatedHost | None = None,
+    vfio: bool = False,
+    vfio_os: VfioOs | None = None,
+) -> ConfigSource:
     """The live source of `dev`'s config space: its simulated device when the host is
-    simulated, else its sysfs file (read-only), else the inventory's snapshot."""
+    simulated; with `vfio` (a user domain's assignment) the VFIO config region of a device
+    bound to vfio-pci (a `VfioConfigSource`, whose `device` also gives BARs and interrupts;
+    `VfioError` when VFIO cannot open it); else its sysfs file (read-only), else the
+    inventory's snapshot."""
     if sim is not None:
         live = sim.get(dev.addr)
         if live is not None:
             return live
+    if vfio and dev.driver == "vfio-pci" and dev.sysfs_path is not None:
+        vdev = VfioDevice(str(dev.addr), dev.sysfs_path, vfio_os)
+        try:
+            return vdev.config()
+        except BaseException:
+            vdev.close()
+            raise
     if dev.sysfs_path is not None:
         try:
             return SysfsConfigSource(dev.sysfs_path / "config")
