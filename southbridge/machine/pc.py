@@ -25,6 +25,7 @@ from southbridge.devices.pic import PicPair
 from southbridge.devices.pit import Pit
 from southbridge.devices.rtc import Rtc
 from southbridge.devices.uart import Uart16550
+from southbridge.machine import smbios
 from southbridge.machine.base import Machine
 from southbridge.machine.cmos import fill_cmos
 
@@ -162,6 +163,12 @@ class PcMachine(Machine):
         self.fw_cfg.add_i16(fwcfg.BOOT_MENU, 0)
         # QEMU's default: -1 = never reboot after "No bootable device" (SeaBIOS reads it).
         self.fw_cfg.add_file("etc/boot-fail-wait", (0xFFFFFFFF).to_bytes(4, "little"))
+        # Ready SMBIOS tables, as QEMU gives them: SeaBIOS then only adds its type 0.
+        # One mapped range from 0 like QEMU's type 19 (the 640 KiB-1 MiB hole included).
+        ram = [(0, self.config.memory_mb * MiB)]
+        tables = smbios.SmbiosConfig(ram=ram, cpus=self.config.smp)
+        for name, data in smbios.fw_cfg_files(tables).items():
+            self.fw_cfg.add_file(name, data)
         self.ports.register(fwcfg.SELECTOR_PORT, 2, self.fw_cfg.io, "fw_cfg")
         if self.fw_cfg.dma is not None:
             self.ports.register(fwcfg.DMA_PORT, 8, self.fw_cfg.dma, "fw_cfg-dma")
