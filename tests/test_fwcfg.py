@@ -154,8 +154,13 @@ def test_pc_machine_items_through_qtest() -> None:
     assert int.from_bytes(read(0x03, 8), "little") == 256 << 20
     assert int.from_bytes(read(0x05, 2), "little") == 2
     assert int.from_bytes(read(0x0F, 2), "little") == 2
-    entries = parse_dir(read(0x19, 4 + 64))
-    assert entries == [(4, 0x20, "etc/boot-fail-wait")]
+    entries = parse_dir(read(0x19, 4 + 3 * 64))
+    assert [(sel, name) for _, sel, name in entries] == [
+        (0x20, "etc/boot-fail-wait"),
+        (0x21, "etc/smbios/smbios-anchor"),
+        (0x22, "etc/smbios/smbios-tables"),
+    ]
+    assert entries[0][0] == 4 and entries[1][0] == 31  # the SMBIOS 2.1 entry point
     assert read(0x20, 4) == b"\xff\xff\xff\xff"
 
 
