@@ -369,8 +369,14 @@ class VfioInterruptSource:
 
     # -- the interface -------------------------------------------------------------------
     def configure_msi(self, msix: bool, vectors: int) -> None:
-        """Which messages the guest enabled (MSI or MSI-X) and how many vectors it has."""
+        """Which messages the guest enabled (MSI or MSI-X) and how many vectors it has: used
+        by the next enable (a switch between the two goes through disabled, as in VFIO)."""
         self.msix, self.vectors = msix, max(1, vectors)
+
+    @property
+    def msi_index(self) -> int | None:
+        """The VFIO index (MSI or MSI-X) whose eventfds are live, None while INTx is."""
+        return self._msi_index
 
     @property
     def msi_enabled(self) -> bool:
