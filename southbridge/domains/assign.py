@@ -233,7 +233,8 @@ class AssignedDevice:
 
     def _on_intx(self, level: bool) -> None:
         with self.machine.lock:
-            if not level or self.irq is None or self.irq.msi_enabled:
+            # (not attached: a VFIO reader thread that waited for the lock across detach)
+            if not level or not self.attached or self.irq is None or self.irq.msi_enabled:
                 return
             if self.fn.masked:
                 self.fn.edge_seen = True  # an edge while in service: deliver after EOI
@@ -247,8 +248,12 @@ class AssignedDevice:
         self.fn.masked = False
         self.fn.set_intx(False)
         unmask = getattr(self.irq, "unmask", None)
-        if unmask is not None:  # VFIO auto-masked the line: unmask it at the host too
+        if unmask is not None:
+            # VFIO auto-masked the line: unmasking it there is all, since a line still
+            # asserted signals again by itself (and then raises the guest's INTx anew).
+            self.fn.edge_seen = False
             unmask()
+            return
         again = self.fn.edge_seen or (self.irq is not None and self.irq.level)
         self.fn.edge_seen = False
         if again and self.irq is not None and not self.irq.msi_enabled:
@@ -273,6 +278,10 @@ class AssignedDevice:
         if self.irq is None:
             return False
         self.irq.msi_enabled = False
+        unmask = getattr(self.irq, "unmask", None)
+        if unmask is not None:  # VFIO: unmasked at the host, it signals again if asserted
+            unmask()
+            return False
         return self.irq.level
 
     # -- MSI -----------------------------------------------------------------------------
@@ -297,6 +306,8 @@ class AssignedDevice:
 
     def _on_msi(self, vector: int) -> None:
         with self.machine.lock:
+            if not self.attached:
+                return
             msix, msi = self.fn.msix, self.fn.msi
             if msix is not None and msix.enabled:
                 msix.notify(vector)
@@ -331,6 +342,8 @@ class AssignedDevice:
                 root = bus.root
                 if root is not None:
                     root.remap()
-            for close in self.closers:
-                close()
-            self.closers = []
+            closers, self.closers = self.closers, []
+        # Outside the lock: closing a VFIO source joins its reader thread, which may be
+        # waiting for the lock to deliver one last interrupt (then dropped: not attached).
+        for close in closers:
+            close()
