@@ -41,7 +41,7 @@ from southbridge.machine.pc import PcMachine
 HEADER = Path("/usr/include/linux/vfio.h")
 NAME = "0000:02:00.0"
 STRUCTS = ["vfio_group_status", "vfio_device_info", "vfio_region_info", "vfio_irq_info",
-           "vfio_irq_set"]  # fmt: skip
+           "vfio_irq_set", "vfio_iommu_type1_dma_map", "vfio_iommu_type1_dma_unmap"]  # fmt: skip
 CONSTANTS = [n for n in dir(abi) if n.startswith("VFIO_")]
 
 INTX, MSI, MSIX = (
@@ -132,6 +132,8 @@ class FakeVfio:
         self.set_irqs: list[tuple[int, int, int, int, list[int]]] = []
         self.writes: list[tuple[int, bytes]] = []
         self.resets = 0
+        self.dma: dict[int, tuple[int, int, int]] = {}  # iova -> (vaddr, size, flags)
+        self.dma_error: OSError | None = None
         # kernel IRQ state
         self.triggers: dict[int, list[int]] = {}  # index -> eventfds
         self.masked = False
@@ -188,6 +190,13 @@ class FakeVfio:
             return self._set_irqs(arg.raw)
         elif request == abi.VFIO_DEVICE_RESET:
             self.resets += 1
+        elif request == abi.VFIO_IOMMU_MAP_DMA:
+            assert self.fds[fd].endswith("/vfio") and arg.argsz == ctypes.sizeof(arg)
+            if self.dma_error is not None:
+                raise self.dma_error
+            self.dma[arg.iova] = (arg.vaddr, arg.size, arg.flags)
+        elif request == abi.VFIO_IOMMU_UNMAP_DMA:
+            assert self.dma.pop(arg.iova)[1] == arg.size
         return 0
 
     def _set_irqs(self, raw: bytes) -> int:
@@ -704,3 +713,40 @@ def test_detach_while_an_interrupt_waits_for_the_lock_neither_deadlocks_nor_deli
     with m.lock:
         assert not m.pic.intr.level and not ad.fn.intx_asserted
     assert fake.fds == {} and open_fds() == before
+
+
+def test_guest_ram_is_mapped_for_dma_at_its_guest_addresses(tmp_path: Path) -> None:
+    """VFIO type-1 IOMMU: the device DMAs to IOVAs; each RAM region is mapped with IOVA ==
+    guest-physical address onto our own mapping of it (ROM read-only); detach unmaps."""
+    fake, m, ad, _heard = assigned(tmp_path)
+    assert sorted(fake.dma) == [r.gpa for r in m.memory.regions]
+    for r in m.memory.regions:
+        vaddr, size, flags = fake.dma[r.gpa]
+        assert size == r.size
+        want = abi.VFIO_DMA_MAP_FLAG_READ | (0 if r.readonly else abi.VFIO_DMA_MAP_FLAG_WRITE)
+        assert flags == want
+    low = m.memory.find(0x1000)
+    assert low is not None and not low.readonly
+    m.space.write(0x1234, 4, 0xFEEDF00D)  # what the guest wrote is what the device reads
+    vaddr = fake.dma[low.gpa][0]
+    assert ctypes.string_at(vaddr + 0x1234 - low.gpa, 4) == (0xFEEDF00D).to_bytes(4, "little")
+    ad.detach()
+    assert fake.dma == {}
+
+
+def test_dma_map_failure_is_one_clear_line_and_leaks_nothing(tmp_path: Path) -> None:
+    before = open_fds()
+    root = make_sysfs(tmp_path)
+    host = probe_sysfs(root).get(PciAddress.parse(NAME))
+    assert host is not None
+    fake = FakeVfio(config_bytes())
+    fake.dma_error = OSError(errno.ENOMEM, "Cannot allocate memory")
+    m = PcMachine()
+    with pytest.raises(VfioError) as e:
+        AssignedDevice(m, host, source_for(host, vfio=True, vfio_os=fake), "user")
+    assert str(e.value).startswith("cannot map guest memory 0x0+")
+    assert str(e.value).endswith(
+        "Cannot allocate memory (raise the locked-memory limit, ulimit -l)"
+    )
+    assert fake.fds == {} and open_fds() == before
+    assert m.pci_bus.functions.get(SLOT.devfn) is None  # nothing half-attached

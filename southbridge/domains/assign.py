@@ -191,6 +191,8 @@ class AssignedDevice:
                 device = BusDevice()
             bars[res.index] = _bar_for(res, device, name)
         try:
+            if self.vfio is not None:  # the device's DMA reaches this guest's RAM only
+                self.vfio.map_dma(machine.memory.regions)
             self.fn = AssignedFunction(
                 source,
                 bars,

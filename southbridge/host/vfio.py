@@ -23,7 +23,7 @@ import mmap
 import os
 import select
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -94,6 +94,23 @@ def _why(e: OSError) -> str:
     if e.errno in (errno.EACCES, errno.EPERM):
         return "permission denied"
     return e.strerror or str(e)
+
+
+class DmaRegion(Protocol):
+    """Guest RAM as `core.memory.RamRegion` has it: where, how big, its host mapping."""
+
+    gpa: int
+    size: int
+    readonly: bool
+    buf: mmap.mmap
+
+
+def _host_address(buf: mmap.mmap) -> int:
+    view = ctypes.c_char.from_buffer(buf)
+    try:
+        return ctypes.addressof(view)
+    finally:
+        del view  # release the buffer export, so the mmap can still be closed
 
 
 class VfioRegion(BusDevice):
@@ -179,6 +196,7 @@ class VfioDevice:
         self.flags = 0
         self._irq: VfioInterruptSource | None = None
         self._bars: list[VfioRegion] = []
+        self.dma: list[tuple[int, int]] = []  # (iova, size) mapped in the container
         try:
             self._open(Path(sysfs_path), vfio_dir)
         except BaseException:
@@ -266,6 +284,40 @@ class VfioDevice:
         self._bars.append(region)
         return region
 
+    def map_dma(self, regions: Iterable[DmaRegion]) -> None:
+        """Map guest RAM into the device's IOMMU at guest-physical addresses (IOVA == GPA),
+        so the device's DMA reaches guest memory and nothing else; ROM read-only."""
+        for r in regions:
+            flags = abi.VFIO_DMA_MAP_FLAG_READ | (0 if r.readonly else abi.VFIO_DMA_MAP_FLAG_WRITE)
+            arg = abi.vfio_iommu_type1_dma_map(
+                ctypes.sizeof(abi.vfio_iommu_type1_dma_map),
+                flags,
+                _host_address(r.buf),
+                r.gpa,
+                r.size,
+            )
+            try:
+                self.os.ioctl(self.container, abi.VFIO_IOMMU_MAP_DMA, arg)
+            except OSError as e:
+                hint = (
+                    " (raise the locked-memory limit, ulimit -l)" if e.errno == errno.ENOMEM else ""
+                )
+                raise VfioError(
+                    f"cannot map guest memory 0x{r.gpa:x}+0x{r.size:x} for DMA: {_why(e)}{hint}"
+                ) from None
+            self.dma.append((r.gpa, r.size))
+
+    def _unmap_dma(self) -> None:
+        for iova, size in self.dma:
+            arg = abi.vfio_iommu_type1_dma_unmap(
+                ctypes.sizeof(abi.vfio_iommu_type1_dma_unmap), 0, iova, size
+            )
+            try:
+                self.os.ioctl(self.container, abi.VFIO_IOMMU_UNMAP_DMA, arg)
+            except OSError as e:
+                self.log.warning("unmap", "%s: DMA unmap failed: %s", self.name, _why(e))
+        self.dma = []
+
     def reset(self) -> bool:
         """VFIO_DEVICE_RESET when the device supports one; whether it was reset."""
         if not self.flags & abi.VFIO_DEVICE_FLAGS_RESET or self.fd < 0:
@@ -289,6 +341,8 @@ class VfioDevice:
         for bar in self._bars:
             bar.close()
         self._bars = []
+        if self.container >= 0:
+            self._unmap_dma()
         for attr in ("fd", "group", "container"):  # device first: the group is still set
             fd = getattr(self, attr)
             if fd >= 0:

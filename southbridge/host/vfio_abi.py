@@ -35,8 +35,13 @@ VFIO_DEVICE_GET_REGION_INFO = _io(8)
 VFIO_DEVICE_GET_IRQ_INFO = _io(9)
 VFIO_DEVICE_SET_IRQS = _io(10)
 VFIO_DEVICE_RESET = _io(11)
+VFIO_IOMMU_MAP_DMA = _io(13)
+VFIO_IOMMU_UNMAP_DMA = _io(14)
 
 VFIO_TYPE1_IOMMU = 1
+
+VFIO_DMA_MAP_FLAG_READ = 1 << 0
+VFIO_DMA_MAP_FLAG_WRITE = 1 << 1
 
 VFIO_GROUP_FLAGS_VIABLE = 1 << 0
 VFIO_GROUP_FLAGS_CONTAINER_SET = 1 << 1
@@ -122,6 +127,20 @@ class vfio_irq_set(ctypes.Structure):
         ("start", c_u32),
         ("count", c_u32),
     ]
+
+
+class vfio_iommu_type1_dma_map(ctypes.Structure):
+    _fields_ = [
+        ("argsz", c_u32),
+        ("flags", c_u32),
+        ("vaddr", c_u64),
+        ("iova", c_u64),
+        ("size", c_u64),
+    ]
+
+
+class vfio_iommu_type1_dma_unmap(ctypes.Structure):
+    _fields_ = [("argsz", c_u32), ("flags", c_u32), ("iova", c_u64), ("size", c_u64)]
 
 
 def irq_set(
