@@ -750,3 +750,31 @@ def test_dma_map_failure_is_one_clear_line_and_leaks_nothing(tmp_path: Path) -> 
     )
     assert fake.fds == {} and open_fds() == before
     assert m.pci_bus.functions.get(SLOT.devfn) is None  # nothing half-attached
+
+
+@pytest.mark.parametrize("group", [None, "7"])
+def test_hypervisor_assigning_a_vfio_device_it_cannot_open_fails_in_one_line(
+    tmp_path: Path, group: str | None
+) -> None:
+    """The real VFIO layer on this host (no vfio-pci devices, no IOMMU groups): a hidden
+    device bound to vfio-pci is opened through VFIO, and why it cannot be is one line."""
+    from southbridge.domains.config import DomainConfig, HypervisorConfig
+    from southbridge.domains.hypervisor import Hypervisor, HypervisorError
+    from southbridge.host.hide import parse_hide
+
+    if group is not None and Path("/dev/vfio/vfio").exists():
+        pytest.skip("this host has VFIO: the missing-container error cannot be shown")
+    root = make_sysfs(tmp_path, group=group)
+    cfg = HypervisorConfig(
+        hide=parse_hide("02:00.0"), sysfs=str(root), domains=[DomainConfig("user")]
+    )
+    hv = Hypervisor(cfg)
+    with pytest.raises(HypervisorError) as e:
+        hv.build()
+    why = (
+        "no IOMMU group (is the IOMMU enabled, intel_iommu=on?)"
+        if group is None
+        else "/dev/vfio/vfio missing (is the vfio-pci module loaded?)"
+    )
+    assert str(e.value) == f"user: cannot assign {NAME}: {why}"
+    assert hv.assignments.status(PciAddress.parse(NAME)) == "hidden"  # the claim is released
