@@ -778,3 +778,16 @@ def test_hypervisor_assigning_a_vfio_device_it_cannot_open_fails_in_one_line(
     )
     assert str(e.value) == f"user: cannot assign {NAME}: {why}"
     assert hv.assignments.status(PciAddress.parse(NAME)) == "hidden"  # the claim is released
+
+
+def test_interrupt_setup_failure_is_a_vfio_error_and_leaks_nothing(tmp_path: Path) -> None:
+    before = open_fds()
+    root = make_sysfs(tmp_path)
+    host = probe_sysfs(root).get(PciAddress.parse(NAME))
+    assert host is not None
+    fake = FakeVfio(config_bytes())
+    fake.fail.add((abi.VFIO_DEVICE_SET_IRQS, INTX))
+    m = PcMachine()
+    with pytest.raises(VfioError, match=r"^VFIO interrupt setup failed: Invalid argument$"):
+        AssignedDevice(m, host, source_for(host, vfio=True, vfio_os=fake), "user")
+    assert fake.fds == {} and fake.dma == {} and open_fds() == before

@@ -193,6 +193,7 @@ class AssignedDevice:
         try:
             if self.vfio is not None:  # the device's DMA reaches this guest's RAM only
                 self.vfio.map_dma(machine.memory.regions)
+                self.vfio.interrupts()  # INTx eventfd set up before the guest sees the device
             self.fn = AssignedFunction(
                 source,
                 bars,

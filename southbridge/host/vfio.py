@@ -331,7 +331,10 @@ class VfioDevice:
 
     def interrupts(self) -> VfioInterruptSource:
         if self._irq is None:
-            self._irq = VfioInterruptSource(self.os, self.fd, self.irqs, self.name)
+            try:
+                self._irq = VfioInterruptSource(self.os, self.fd, self.irqs, self.name)
+            except OSError as e:
+                raise VfioError(f"VFIO interrupt setup failed: {_why(e)}") from None
         return self._irq
 
     def close(self) -> None:
@@ -377,7 +380,9 @@ class VfioInterruptSource:
         self.msi_listeners: list[Callable[[int], None]] = []
         self.msix = False  # which message kind the next enable asks VFIO for
         self.vectors = 1
-        self._counts = {i: int(q.count) for i, q in irqs.items() if q.flags & 1}
+        self._counts = {
+            i: int(q.count) for i, q in irqs.items() if q.flags & abi.VFIO_IRQ_INFO_EVENTFD
+        }
         self._msi_index: int | None = None  # the VFIO index whose eventfds are live
         self._lock = threading.Lock()
         self._tags: dict[int, int] = {}  # eventfd -> _INTX or vector
