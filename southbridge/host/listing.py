@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from southbridge.domains.assignment import Assignments
-from southbridge.domains.config import ConfigError, HypervisorConfig, load_config
-from southbridge.host.hide import HideError, parse_hide
-from southbridge.host.inventory import HostInventory, InventoryError, load_lspci_dump, probe_sysfs
-from southbridge.host.pciids import lspci_nn_line
+if TYPE_CHECKING:  # the imports below cost `southbridge run` 30 ms of start-up: deferred
+    from southbridge.domains.config import HypervisorConfig
+    from southbridge.host.inventory import HostInventory
 
 
 def load_inventory(cfg: HypervisorConfig) -> HostInventory:
+    from southbridge.host.inventory import load_lspci_dump, probe_sysfs
+
     if cfg.lspci_dump:
         return load_lspci_dump(cfg.lspci_dump)
     return probe_sysfs(cfg.sysfs or "/sys")
@@ -20,6 +21,11 @@ def load_inventory(cfg: HypervisorConfig) -> HostInventory:
 
 def run_host(args: argparse.Namespace) -> int:
     from southbridge.cli import UserError
+    from southbridge.domains.assignment import Assignments
+    from southbridge.domains.config import ConfigError, HypervisorConfig, load_config
+    from southbridge.host.hide import HideError, parse_hide
+    from southbridge.host.inventory import InventoryError
+    from southbridge.host.pciids import lspci_nn_line
 
     try:
         cfg = load_config(args.config) if args.config else HypervisorConfig()
