@@ -20,7 +20,14 @@ import struct
 import tempfile
 from pathlib import Path
 
-from benchmarks.peers import build_c, ensure_qemu, southbridge_cmd, summary, timed_run
+from benchmarks.peers import (
+    build_c,
+    ensure_qemu,
+    southbridge_cmd,
+    summary,
+    timed_run,
+    use_compiled_bytecode,
+)
 from southbridge.kvm import guestbuild
 
 GUEST = "bench_portio"
@@ -74,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs per configuration")
     ap.add_argument("--no-qemu", action="store_true", help="skip QEMU")
     args = ap.parse_args(argv)
+    use_compiled_bytecode()
     qemu = None if args.no_qemu else ensure_qemu()
     with tempfile.TemporaryDirectory(prefix="sbbench-") as tmp:
         floor = build_c("kvm_portio", Path(tmp))

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.peers import SEABIOS, ensure_qemu, southbridge_cmd, summary
+from benchmarks.peers import SEABIOS, ensure_qemu, southbridge_cmd, summary, use_compiled_bytecode
 
 DONE = b"No bootable device"
 MEMORY_MB = 128
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per POST")
     ap.add_argument("--no-qemu", action="store_true", help="skip QEMU")
     args = ap.parse_args(argv)
+    use_compiled_bytecode()
     if not args.bios.is_file():
         raise SystemExit(f"bench: {args.bios} is missing (run scripts/setup)")
     qemu = None if args.no_qemu else ensure_qemu()
