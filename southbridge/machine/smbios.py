@@ -44,8 +44,13 @@ def structure(kind: int, handle: int, body: bytes, strings: Sequence[str] = ()) 
     """One structure: the 4-byte header, the formatted area, then its string set (each string
     NUL-terminated, the set ended by a second NUL; two NULs when there are no strings)."""
     head = struct.pack("<BBH", kind, 4 + len(body), handle)
-    tail = b"".join(s.encode("ascii", "replace") + b"\0" for s in strings if s)
+    tail = b"".join(_clean(s) + b"\0" for s in strings if _clean(s))
     return head + body + (tail + b"\0" if tail else b"\0\0")
+
+
+def _clean(text: str) -> bytes:
+    """A string as the table holds it: ASCII (others become "?"), no NUL (it ends a string)."""
+    return text.encode("ascii", "replace").replace(b"\0", b"")
 
 
 class _Strings:
@@ -55,8 +60,8 @@ class _Strings:
         self.items: list[str] = []
 
     def __call__(self, text: str) -> int:
-        if not text:
-            return 0
+        if not _clean(text):
+            return 0  # an empty string is "none", never an empty entry in the set
         self.items.append(text)
         return len(self.items)
 
