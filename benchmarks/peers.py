@@ -59,13 +59,28 @@ def build_c(name: str, out_dir: Path) -> Path:
     return out
 
 
+_child_env: dict[str, str] | None = None  # None: the children inherit ours
+
+
 def use_compiled_bytecode() -> None:
     """Start southbridge from compiled bytecode, as an installed package does (pip compiles
     it at install). Without this, a shell with PYTHONDONTWRITEBYTECODE set (this host's)
     recompiles every module on every start: 0.08 s of start-up that no user pays."""
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    global _child_env
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     cmd = [sys.executable, "-m", "compileall", "-q", str(ROOT / "southbridge")]
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, env=env, check=False)
+    _child_env = env
+
+
+def child_env() -> dict[str, str] | None:
+    """The environment the timed commands run with."""
+    return _child_env
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b, NaN when b is not positive (a tiny run's difference can be noise below zero)."""
+    return a / b if b > 0 else float("nan")
 
 
 def southbridge_cmd(*args: str) -> list[str]:
@@ -76,7 +91,12 @@ def timed_run(cmd: Sequence[str], expect_status: int, timeout: float = 120.0) ->
     """Wall time of `cmd` from spawn to exit; raises RuntimeError on an unexpected status."""
     start = time.perf_counter()
     proc = subprocess.run(
-        list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout, check=False
+        list(cmd),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=timeout,
+        check=False,
+        env=_child_env,
     )
     elapsed = time.perf_counter() - start
     if proc.returncode != expect_status:

@@ -23,6 +23,7 @@ from pathlib import Path
 from benchmarks.peers import (
     build_c,
     ensure_qemu,
+    ratio,
     southbridge_cmd,
     summary,
     timed_run,
@@ -102,14 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in total:
         print(
             f"{name:22} {total[name]:8.3f} {start[name]:8.3f} {per[name]:8.2f} "
-            f"{total[name] / total[base]:8.2f} {per[name] / per[base]:7.2f}"
+            f"{ratio(total[name], total[base]):8.2f} {ratio(per[name], per[base]):7.2f}"
         )
     sb = "southbridge run"
-    print(f"southbridge per OUT vs C floor: {per[sb] / per[base] - 1:+.1%} (target <= +10%)")
+    print(f"southbridge per OUT vs C floor: {ratio(per[sb], per[base]) - 1:+.1%} (target <= +10%)")
     if "qemu -accel kvm" in per:
         q = "qemu -accel kvm"
         print(
-            f"southbridge vs QEMU: per OUT x{per[sb] / per[q]:.2f}, "
+            f"southbridge vs QEMU: per OUT x{ratio(per[sb], per[q]):.2f}, "
             f"total x{total[sb] / total[q]:.2f} (target < 1)"
         )
     return 0

@@ -22,7 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.peers import SEABIOS, ensure_qemu, southbridge_cmd, summary, use_compiled_bytecode
+from benchmarks.peers import (
+    SEABIOS,
+    child_env,
+    ensure_qemu,
+    southbridge_cmd,
+    summary,
+    use_compiled_bytecode,
+)
 
 DONE = b"No bootable device"
 MEMORY_MB = 128
@@ -56,7 +63,7 @@ def time_to_done(cmd: list[str], log: Path, timeout: float) -> float:
     """Seconds from spawning `cmd` until `log` contains "No bootable device"."""
     log.unlink(missing_ok=True)
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env())
     try:
         while True:
             elapsed = time.perf_counter() - start
