@@ -370,8 +370,8 @@ class Vcpu:
                         dispatch_io(machine, buf)
                         continue
                     port = mv16[_IO_PORT_H]
-                    ports = machine.ports
-                    lock_acquire()
+                    ports = machine.ports  # per exit: a tracer may shadow its methods
+                    lock_acquire()  # bound acquire/release: 0.1 us less than `with`
                     try:
                         if mv8[_IO_DIRECTION] == out:
                             ports.write(port, size, view[off // size])
