@@ -4,16 +4,12 @@ program compiled here prints every size, offset and ioctl number we rely on."""
 from __future__ import annotations
 
 import ctypes
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from southbridge.kvm import abi
-
-HEADER = Path("/usr/include/linux/kvm.h")
+from tests import cheader
 
 STRUCTS = [
     "kvm_regs",
@@ -107,28 +103,13 @@ def _py_offset(cls: Any, path: str) -> int:
 
 @pytest.fixture(scope="module")
 def header_values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None or not HEADER.exists():
-        pytest.skip("needs a C compiler and linux/kvm.h to check the ABI")
-    lines = [
-        "#include <stdio.h>",
-        "#include <stddef.h>",
-        "#include <linux/kvm.h>",
-        "int main(void) {",
-    ]
-    for s in STRUCTS:
-        lines.append(f'printf("sizeof.{s} %zu\\n", sizeof(struct {s}));')
-    for s, member, _ in OFFSETS:
-        lines.append(f'printf("offsetof.{s}.{member} %zu\\n", offsetof(struct {s}, {member}));')
-    for name in IOCTLS + CONSTANTS:
-        lines.append(f'printf("{name} %llu\\n", (unsigned long long)({name}));')
-    lines += ["return 0;", "}"]
-    d = tmp_path_factory.mktemp("abi")
-    src, exe = d / "abi.c", d / "abi"
-    src.write_text("\n".join(lines))
-    subprocess.run([cc, "-o", str(exe), str(src)], check=True, capture_output=True)
-    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
-    return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+    return cheader.header_values(
+        tmp_path_factory.mktemp("abi"),
+        "linux/kvm.h",
+        STRUCTS,
+        [(s, member) for s, member, _ in OFFSETS],
+        IOCTLS + CONSTANTS,
+    )
 
 
 @pytest.mark.parametrize("name", STRUCTS)

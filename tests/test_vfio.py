@@ -12,8 +12,6 @@ import ctypes
 import errno
 import mmap
 import os
-import shutil
-import subprocess
 import tempfile
 import threading
 from pathlib import Path
@@ -37,8 +35,8 @@ from southbridge.host.vfio import (
     VfioInterruptSource,
 )
 from southbridge.machine.pc import PcMachine
+from tests import cheader
 
-HEADER = Path("/usr/include/linux/vfio.h")
 NAME = "0000:02:00.0"
 STRUCTS = ["vfio_group_status", "vfio_device_info", "vfio_region_info", "vfio_irq_info",
            "vfio_irq_set", "vfio_iommu_type1_dma_map", "vfio_iommu_type1_dma_unmap"]  # fmt: skip
@@ -58,27 +56,14 @@ WAIT = 5.0  # seconds a listener may take to hear an eventfd (a bound, never a d
 # -- the ABI against linux/vfio.h ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def header_values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None or not HEADER.exists():
-        pytest.skip("needs a C compiler and linux/vfio.h (linux-libc-dev) to check the ABI")
-    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <linux/vfio.h>",
-             "int main(void) {"]  # fmt: skip
-    for s in STRUCTS:
-        lines.append(f'printf("sizeof.{s} %zu\\n", sizeof(struct {s}));')
-        for f, _t in getattr(abi, s)._fields_:
-            lines.append(f'printf("offsetof.{s}.{f} %zu\\n", offsetof(struct {s}, {f}));')
-    lines.append(
-        'printf("offsetof.vfio_irq_set.data %zu\\n", offsetof(struct vfio_irq_set, data));'
+    offsets = [(s, f) for s in STRUCTS for f, _t in getattr(abi, s)._fields_]
+    return cheader.header_values(
+        tmp_path_factory.mktemp("vfio_abi"),
+        "linux/vfio.h",
+        STRUCTS,
+        [*offsets, ("vfio_irq_set", "data")],
+        CONSTANTS,
     )
-    for name in CONSTANTS:
-        lines.append(f'printf("{name} %llu\\n", (unsigned long long)({name}));')
-    lines += ["return 0;", "}"]
-    d = tmp_path_factory.mktemp("vfio_abi")
-    src, exe = d / "abi.c", d / "abi"
-    src.write_text("\n".join(lines))
-    subprocess.run([cc, "-o", str(exe), str(src)], check=True, capture_output=True)
-    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
-    return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
 
 
 @pytest.mark.parametrize("name", STRUCTS)
