@@ -83,6 +83,15 @@ def ratio(a: float, b: float) -> float:
     return a / b if b > 0 else float("nan")
 
 
+def qemu_cmd(qemu: str, accel: str, bios: Path, memory_mb: int, *devices: str) -> list[str]:
+    """A headless QEMU pc machine with nothing but the firmware and the given -device args."""
+    cmd = [qemu, "-accel", accel, "-nodefaults", "-display", "none", "-monitor", "none"]
+    cmd += ["-serial", "none", "-m", str(memory_mb), "-bios", str(bios)]
+    for dev in devices:
+        cmd += ["-device", dev]
+    return cmd
+
+
 def southbridge_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "southbridge", "run", *args]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from benchmarks.peers import (
     build_c,
     ensure_qemu,
+    qemu_cmd,
     ratio,
     southbridge_cmd,
     summary,
@@ -53,26 +54,9 @@ def commands(floor: Path, qemu: str | None, image: Path) -> dict[str, list[str]]
         ),
     }
     if qemu is not None:
-        cmds["qemu -accel kvm"] = [
-            qemu,
-            "-accel",
-            "kvm",
-            "-nodefaults",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            "none",
-            "-m",
-            str(MEMORY_MB),
-            "-bios",
-            str(image),
-            "-device",
-            "isa-debug-exit,iobase=0xf4,iosize=4",
-            "-device",
-            "pc-testdev",
-        ]
+        cmds["qemu -accel kvm"] = qemu_cmd(
+            qemu, "kvm", image, MEMORY_MB, "isa-debug-exit,iobase=0xf4,iosize=4", "pc-testdev"
+        )
     return cmds
 
 

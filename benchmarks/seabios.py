@@ -26,6 +26,7 @@ from benchmarks.peers import (
     SEABIOS,
     child_env,
     ensure_qemu,
+    qemu_cmd,
     southbridge_cmd,
     summary,
     use_compiled_bytecode,
@@ -36,27 +37,9 @@ MEMORY_MB = 128
 POLL_S = 0.005
 
 
-def qemu_cmd(qemu: str, accel: str, bios: Path, log: Path) -> list[str]:
-    return [
-        qemu,
-        "-accel",
-        accel,
-        "-nodefaults",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-serial",
-        "none",
-        "-m",
-        str(MEMORY_MB),
-        "-bios",
-        str(bios),
-        "-chardev",
-        f"file,id=dbg,path={log}",
-        "-device",
-        "isa-debugcon,iobase=0x402,chardev=dbg",
-    ]
+def qemu_seabios_cmd(qemu: str, accel: str, bios: Path, log: Path) -> list[str]:
+    cmd = qemu_cmd(qemu, accel, bios, MEMORY_MB, "isa-debugcon,iobase=0x402,chardev=dbg")
+    return [*cmd, "-chardev", f"file,id=dbg,path={log}"]
 
 
 def time_to_done(cmd: list[str], log: Path, timeout: float) -> float:
@@ -102,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             ),
         }  # fmt: skip
         if qemu is not None:
-            cmds["qemu kvm,irqchip=off"] = qemu_cmd(qemu, "kvm,kernel-irqchip=off", args.bios, log)
-            cmds["qemu tcg"] = qemu_cmd(qemu, "tcg", args.bios, log)
+            cmds["qemu kvm,irqchip=off"] = qemu_seabios_cmd(
+                qemu, "kvm,kernel-irqchip=off", args.bios, log
+            )
+            cmds["qemu tcg"] = qemu_seabios_cmd(qemu, "tcg", args.bios, log)
         samples: dict[str, list[float]] = {name: [] for name in cmds}
         for _ in range(args.repeat):  # interleaved, so host drift hits every row alike
             for name, cmd in cmds.items():

@@ -38,7 +38,7 @@ def test_qemu_gets_the_same_exit_port_and_image(tmp_path: Path) -> None:
     sb = cmds["southbridge run"]
     assert sb[-6:] == ["--bios", str(image), "-m", str(portio.MEMORY_MB), "--serial", "none"]
     log = tmp_path / "log"
-    s = seabios.qemu_cmd("qemu-system-x86_64", "kvm,kernel-irqchip=off", image, log)
+    s = seabios.qemu_seabios_cmd("qemu-system-x86_64", "kvm,kernel-irqchip=off", image, log)
     assert "isa-debugcon,iobase=0x402,chardev=dbg" in s and f"file,id=dbg,path={log}" in s
 
 
