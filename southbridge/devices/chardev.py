@@ -246,7 +246,20 @@ class _WakePipe:
         os.close(self.w)
 
 
-class FileBackend(CharBackend):
+class _WriterBackend(CharBackend):
+    """A backend whose output goes through a bounded `_Writer` drained by its own thread;
+    the writer's "drained" signal reaches whichever frontend is attached at the time."""
+
+    _writer: _Writer
+
+    def _ready(self) -> None:
+        self._on_ready()
+
+    def write(self, data: bytes) -> int:
+        return self._writer.offer(data)
+
+
+class FileBackend(_WriterBackend):
     """Output to a file (created or truncated, as QEMU's file chardev does); no input."""
 
     def __init__(self, path: str, capacity: int = OUT_CAPACITY) -> None:
@@ -258,12 +271,6 @@ class FileBackend(CharBackend):
     def _sink(self, data: bytes) -> None:
         _write_all(self._fd, data)
 
-    def _ready(self) -> None:
-        self._on_ready()
-
-    def write(self, data: bytes) -> int:
-        return self._writer.offer(data)
-
     def close(self) -> None:
         if self._closed:
             return
@@ -272,7 +279,7 @@ class FileBackend(CharBackend):
         os.close(self._fd)
 
 
-class StdioBackend(CharBackend):
+class StdioBackend(_WriterBackend):
     """The host terminal: output to `out_fd`, input from `in_fd` (stdout/stdin by default).
 
     A terminal on `in_fd` is switched to character-at-a-time input without echo (the guest
@@ -314,9 +321,6 @@ class StdioBackend(CharBackend):
     def _sink(self, data: bytes) -> None:
         _write_all(self._out_fd, data)
 
-    def _ready(self) -> None:
-        self._on_ready()
-
     def _read_loop(self) -> None:
         sel = selectors.DefaultSelector()
         try:
@@ -354,9 +358,6 @@ class StdioBackend(CharBackend):
         except OSError as e:
             logger.warning("stdio: input stopped: %s", e)
 
-    def write(self, data: bytes) -> int:
-        return self._writer.offer(data)
-
     def close(self) -> None:
         if self._closed:
             return
@@ -370,7 +371,7 @@ class StdioBackend(CharBackend):
                 termios.tcsetattr(self._in_fd, termios.TCSADRAIN, self._saved_tty)
 
 
-class UnixSocketBackend(CharBackend):
+class UnixSocketBackend(_WriterBackend):
     """A listening Unix stream socket at `path`, serving one client at a time.
 
     A further client waits in the listen backlog until the current one disconnects. Output
@@ -424,9 +425,6 @@ class UnixSocketBackend(CharBackend):
             client.sendall(data)
         except OSError:
             self._drop(client)
-
-    def _ready(self) -> None:
-        self._on_ready()
 
     def _drop(self, client: socket.socket) -> None:
         with self._client_lock:
