@@ -4,7 +4,11 @@ Skipped with the reason when this host cannot run KVM guests."""
 
 from __future__ import annotations
 
+import pathlib
 import re
+import subprocess
+import sys
+import tempfile
 import time
 
 import pytest
@@ -166,30 +170,64 @@ def test_interrupts_are_injected_into_a_halted_or_running_vcpu(mode: int) -> Non
     assert elapsed < 3
 
 
+def _tour() -> tuple[RunEnd, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp) / "com1.txt"
+        m = PcMachine(PcConfig(memory_mb=16, serial=f"file:{out}"), clock=HostClock())
+        load_bios(m, str(guestbuild.build("tour")))
+        try:
+            end, _ = _run(m, timeout=10)
+        finally:
+            for uart in m.serial:
+                uart.backend.close()
+        return end, out.read_text()
+
+
+def _tour_counts(text: str) -> tuple[int, int]:
+    pit = re.search(r"PIT IRQ0: (\d+) interrupts", text)
+    rtc = re.search(r"RTC IRQ8: (\d+) periodic", text)
+    assert pit is not None and rtc is not None, text
+    return int(pit[1]), int(rtc[1])
+
+
 @pytest.mark.timing
-def test_tour_guest_lists_pci_reads_the_rtc_and_counts_interrupts(tmp_path) -> None:
+def test_tour_guest_lists_pci_reads_the_rtc_and_counts_interrupts() -> None:
     """The bundled tour on the real pc devices: PCI functions through 0xCF8/0xCFC, the RTC
-    date, and for one RTC second PIT IRQ0 at 1000.15 Hz and RTC IRQ8 at 1024 Hz (within
-    2%: host scheduling jitter on a loaded CI machine), all on COM1."""
-    out = tmp_path / "com1.txt"
-    m = PcMachine(PcConfig(memory_mb=16, serial=f"file:{out}"), clock=HostClock())
-    load_bios(m, str(guestbuild.build("tour")))
-    try:
-        end, _ = _run(m, timeout=10)
-    finally:
-        for uart in m.serial:
-            uart.backend.close()
-    text = out.read_text()
+    date, and for one RTC second PIT IRQ0 at 1000.15 Hz and RTC IRQ8 at 1024 Hz, all on
+    COM1. Within 2 of the programmed rate (issue 13): the PIT reinjects paced by the 8259's
+    INTA and the RTC slews, so host scheduling delays ticks but loses none."""
+    end, text = _tour()
     assert end.reason == "reset", text  # the tour resets through 0xCF9 when done
     assert "00:00.0 8086:1237 class 0600" in text  # i440FX host bridge
     assert "00:01.0 8086:7000 class 0601" in text  # PIIX3 ISA bridge
     date = re.search(r"RTC date and time: (\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)", text)
     assert date is not None and int(date[1]) >= 2024
-    pit = re.search(r"PIT IRQ0: (\d+) interrupts", text)
-    rtc = re.search(r"RTC IRQ8: (\d+) periodic", text)
-    assert pit is not None and rtc is not None, text
-    assert abs(int(pit[1]) - 1000.15) <= 20, text
-    assert abs(int(rtc[1]) - 1024) <= 20, text
+    pit, rtc = _tour_counts(text)
+    assert abs(pit - 1000.15) <= 2, text
+    assert abs(rtc - 1024) <= 2, text
+
+
+@pytest.mark.timing
+def test_tour_counts_hold_next_to_a_cpu_hog() -> None:
+    """The same counts while a busy process competes for the CPUs (bounded to 20 s and
+    killed at the end): the vCPU and timer threads run late, the guest still counts every
+    tick of its RTC second."""
+    hog = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt = time.monotonic() + 20\nwhile time.monotonic() < t: pass",
+        ]
+    )
+    try:
+        end, text = _tour()
+    finally:
+        hog.kill()
+        hog.wait()
+    assert end.reason == "reset", text
+    pit, rtc = _tour_counts(text)
+    assert abs(pit - 1000.15) <= 2, text
+    assert abs(rtc - 1024) <= 2, text
 
 
 @pytest.mark.timing

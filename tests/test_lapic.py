@@ -377,16 +377,16 @@ def test_periodic_timer_rate_and_reload() -> None:
     enable(a)
     wr(a, LVT_TIMER, (1 << 17) | 0x31)
     wr(a, TIMER_DCR, 0x0)  # divide by 2
-    wr(a, TIMER_INIT, 500)  # period 1000 ns
+    wr(a, TIMER_INIT, 500_000)  # period 1 ms
     times = []
     for _ in range(10):
         clock.step_next()
         times.append(clock.now())
         assert a.ack() == 0x31
         wr(a, EOI, 0)
-    assert times == [1000 * k for k in range(1, 11)]
-    clock.advance(250)
-    assert rd(a, TIMER_CUR) == 375
+    assert times == [1_000_000 * k for k in range(1, 11)]
+    clock.advance(250_000)
+    assert rd(a, TIMER_CUR) == 375_000
 
 
 def test_periodic_tick_coalesces_until_acknowledged() -> None:
@@ -396,12 +396,12 @@ def test_periodic_tick_coalesces_until_acknowledged() -> None:
     enable(a)
     wr(a, LVT_TIMER, (1 << 17) | 0x31)
     wr(a, TIMER_DCR, 0xB)  # divide by 1
-    wr(a, TIMER_INIT, 10)
+    wr(a, TIMER_INIT, 300_000)
     clock.advance(1_000_000)
     assert a.highest_pending() == 0x31
     assert clock.next_deadline() is None
     a.ack()
-    assert clock.next_deadline() == 1_000_010
+    assert clock.next_deadline() == 1_200_000
 
 
 class LateClock(ManualClock):
@@ -420,12 +420,12 @@ def test_late_periodic_callback_stays_on_the_period_grid() -> None:
     enable(a)
     wr(a, LVT_TIMER, (1 << 17) | 0x31)
     wr(a, TIMER_DCR, 0xB)
-    wr(a, TIMER_INIT, 1000)
-    clock.advance(3500)  # ticks at 1000, 2000 and 3000 all late: one interrupt
+    wr(a, TIMER_INIT, 1_000_000)
+    clock.advance(3_500_000)  # ticks at 1, 2 and 3 ms all late: one interrupt
     assert a.ack() == 0x31
     assert a.irr == 0
-    assert clock.next_deadline() == 4000
-    assert rd(a, TIMER_CUR) == 500
+    assert clock.next_deadline() == 4_000_000
+    assert rd(a, TIMER_CUR) == 500_000
 
 
 def test_masked_timer_counts_without_interrupts() -> None:
@@ -621,8 +621,8 @@ def test_save_restore_round_trip_with_running_timer() -> None:
     enable(a)
     wr(a, LVT_TIMER, (1 << 17) | 0x31)
     wr(a, TIMER_DCR, 0xB)
-    wr(a, TIMER_INIT, 1000)
-    clock.advance(700)
+    wr(a, TIMER_INIT, 1_000_000)
+    clock.advance(700_000)
     a.accept(0x80, level_triggered=True)
     a.ack()
     state = a.save()
@@ -631,8 +631,8 @@ def test_save_restore_round_trip_with_running_timer() -> None:
     b.restore(state)
     assert b.save() == state
     assert rd(b, TIMER_CUR) == rd(a, TIMER_CUR)
-    clock.advance(600)
-    clock2.advance(600)
+    clock.advance(600_000)
+    clock2.advance(600_000)
     assert a.irr == b.irr and a.irr >> 0x31 & 1
 
 

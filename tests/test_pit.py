@@ -34,10 +34,18 @@ CTRL = 0x43
 
 
 class Rig:
-    """A PIT on a port bus with IRQ0 recorded: rising/falling instants of the line."""
+    """A PIT on a port bus with IRQ0 recorded: rising/falling instants of the line. With
+    `ack` the recorder is also an interrupt controller that acknowledges each rising edge at
+    once (what the "delay" policy paces on); without it the test acknowledges by hand."""
 
-    def __init__(self, policy: LostTickPolicy = DEFAULT_POLICY, clock: ManualClock | None = None):
+    def __init__(
+        self,
+        policy: LostTickPolicy = DEFAULT_POLICY,
+        clock: ManualClock | None = None,
+        ack: bool = True,
+    ):
         self.clock = clock if clock is not None else ManualClock()
+        self.auto_ack = ack
         self.line = IrqLine("irq0")
         self.rises: list[int] = []
         self.falls: list[int] = []
@@ -63,6 +71,8 @@ class Rig:
 
     def _record(self, level: bool) -> None:
         (self.rises if level else self.falls).append(self.clock.now())
+        if level and self.auto_ack:
+            self.line.ack()
 
     def out(self, port: int, value: int) -> None:
         self.bus.write(port, 1, value)

@@ -5,11 +5,18 @@ consumers (PIC pins in edge mode, IOAPIC edge pins) act on the rising transition
 consumers on the level. A `GsiRouter` owns the platform's global system interrupt lines and
 fans each out to every controller wired to it (a PIC pin and an IOAPIC pin on a PC), so
 interrupt controllers plug in without devices changing.
+
+Acknowledge notifications run the other way: a controller that takes a request into service
+(the 8259's INTA, a local APIC's EOI of a vector an IOAPIC pin sent) calls `GsiRouter.ack`,
+and every device input line of that GSI tells its `on_ack` listeners, like KVM's irq ack
+notifiers (virt/kvm/eventfd.c, kvm_notify_acked_irq). A timer that reinjects missed ticks
+paces them on it, so no edge lands on a request still pending and merges with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 Sink = Callable[[bool], None]
 
@@ -17,12 +24,22 @@ Sink = Callable[[bool], None]
 class IrqLine:
     """A wire with a level; sinks are told about every change of level."""
 
-    __slots__ = ("_sinks", "level", "name")
+    __slots__ = ("_acks", "_sinks", "level", "name")
 
     def __init__(self, name: str = "", sink: Sink | None = None) -> None:
         self.name = name
         self.level = False
         self._sinks: list[Sink] = [] if sink is None else [sink]
+        self._acks: list[Callable[[], None]] = []
+
+    def on_ack(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` each time an interrupt controller acknowledges this line."""
+        self._acks.append(listener)
+
+    def ack(self) -> None:
+        """A controller took this line's request into service (INTA, or EOI of its vector)."""
+        for fn in list(self._acks):
+            fn()
 
     def connect(self, sink: Sink) -> None:
         self._sinks.append(sink)
@@ -102,6 +119,9 @@ class GsiRouter:
     def __init__(self, count: int = 24) -> None:
         self.lines = [IrqLine(f"gsi{n}") for n in range(count)]
         self._or = [SharedLine(line) for line in self.lines]
+        self._inputs: list[list[IrqLine]] = [[] for _ in range(count)]
+        for n, line in enumerate(self.lines):
+            line.on_ack(partial(self.ack, n))  # acknowledging the output reaches inputs
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -115,7 +135,15 @@ class GsiRouter:
         self._check(gsi)
         src = IrqLine(name or f"gsi{gsi}-input")
         src.connect(self._or[gsi].input(src))
+        self._inputs[gsi].append(src)
         return src
+
+    def ack(self, gsi: int) -> None:
+        """A controller acknowledged GSI `gsi`: every device input of it hears `ack()`.
+        Out-of-range numbers are ignored (a controller pin no GSI drives)."""
+        if 0 <= gsi < len(self.lines):
+            for src in self._inputs[gsi]:
+                src.ack()
 
     def line(self, gsi: int) -> IrqLine:
         """The GSI's output line, as interrupt controllers see it."""

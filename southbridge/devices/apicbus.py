@@ -75,6 +75,7 @@ class ApicBus:
         self.log = log if log is not None else RateLimitedLog(logger)
         self.lapics: list[LocalApic] = []
         self._eoi_listeners: list[Callable[[int], None]] = []
+        self._ack_listeners: list[Callable[[int], None]] = []
         self.delivered = 0  # messages accepted by at least one APIC (statistics)
 
     def attach(self, lapic: LocalApic) -> None:
@@ -87,6 +88,16 @@ class ApicBus:
 
     def broadcast_eoi(self, vector: int) -> None:
         for listener in self._eoi_listeners:
+            listener(vector)
+
+    def on_ack(self, listener: Callable[[int], None]) -> None:
+        """Call `listener(vector)` for every EOI a local APIC takes, edge vectors included:
+        no bus message, only the acknowledge notification that paces reinjected timer
+        ticks (KVM's kvm_ioapic_update_eoi notifies ack listeners for edge pins too)."""
+        self._ack_listeners.append(listener)
+
+    def notify_ack(self, vector: int) -> None:
+        for listener in list(self._ack_listeners):
             listener(vector)
 
     def by_id(self, apic_id: int) -> LocalApic | None:

@@ -95,6 +95,10 @@ class IoApic(BusDevice):
         # again (assigned-device INTx unmasks at its source there).
         self.eoi_listeners: list[Callable[[int], None]] = []
         bus.on_eoi(self.eoi)
+        # Hooks told the pin whose vector a local APIC EOI'd, edge pins included: the
+        # acknowledge reinjecting timers pace on (KVM: kvm_ioapic_update_eoi_one).
+        self.ack_listeners: list[Callable[[int], None]] = []
+        bus.on_ack(self._acked)
 
     def reset(self) -> None:
         """RESET: every entry masked with its other bits clear, ID 0 (as QEMU resets it)."""
@@ -170,6 +174,20 @@ class IoApic(BusDevice):
             self._extint_withdraw(pin, entry)
 
     # -- EOI -----------------------------------------------------------------------------
+    def _acked(self, vector: int) -> None:
+        """A local APIC EOI'd `vector`: tell the ack listeners of every unmasked fixed or
+        lowest-priority pin with that vector (a pin cannot know which sent it)."""
+        if not self.ack_listeners:
+            return
+        for pin, entry in enumerate(self.redir):
+            if (
+                entry & 0xFF == vector
+                and not entry & RTE_MASKED
+                and (entry >> 8) & 7 in (DM_FIXED, DM_LOWEST)
+            ):
+                for fn in list(self.ack_listeners):
+                    fn(pin)
+
     def eoi(self, vector: int) -> None:
         """An EOI message (local APIC broadcast or the EOI register) for `vector`."""
         vector &= 0xFF

@@ -31,8 +31,14 @@ Choices where the SDM leaves room, with the peer that agrees:
   ones), no message is accepted, LINT0/LINT1 act as the CPU's INTR and NMI pins, and the
   registers return to their power-up state (SDM 10.4.3 allows it; Xen does it).
 * A periodic timer tick that finds its vector still pending in IRR changes nothing (one
-  IRR bit per vector), so the timer is not re-armed until the CPU acknowledges that vector:
-  a tiny period cannot flood the clock with callbacks.
+  IRR bit per vector), so the timer is not re-armed until the CPU acknowledges that vector.
+  With `timer_reinject=True` missed periodic ticks are owed instead and each EOI of the
+  timer vector delivers the next (acknowledge-paced, like the PIT's "delay" policy).
+* Periodic interrupts come at most every `min_timer_period_ns` (200 us, KVM's
+  `min_timer_period_us` default, arch/x86/kvm/x86.c), whatever initial count and divider
+  ask for: a count of 1 at divide 1 (or an illegal LVT vector that never sets IRR) cannot
+  flood the clock with callbacks. The current-count register still reads the programmed
+  count exactly; only the interrupt rate is clamped, counted in `clamped_ticks`.
 
 The xAPIC window is registered per vCPU by the run loop (it follows IA32_APIC_BASE through
 `relocate_hook`); CPU-less machines register CPU 0's window on the MMIO bus.
@@ -130,6 +136,11 @@ ESR_RECV_ILLEGAL_VECTOR = 1 << 6
 ESR_ILLEGAL_REGISTER = 1 << 7
 ESR_MASK = 0xEF
 
+# KVM's min_timer_period_us default (arch/x86/kvm/x86.c): the shortest periodic interval.
+MIN_TIMER_PERIOD_NS = 200_000
+# Bound on owed periodic ticks under timer_reinject (one second at the clamped rate).
+TIMER_MAX_OWED = NS_PER_SEC // MIN_TIMER_PERIOD_NS
+
 ICR_WRITABLE = 0x000CCFFF  # vector, mode, dest mode, level, trigger, shorthand
 ICR_LOGICAL = 1 << 11
 ICR_ASSERT = 1 << 14
@@ -159,6 +170,8 @@ class LocalApic(BusDevice):
         phys_bits: int = 40,
         directed_eoi: bool = False,
         log: RateLimitedLog | None = None,
+        timer_reinject: bool = False,
+        min_timer_period_ns: int = MIN_TIMER_PERIOD_NS,
     ) -> None:
         if not 0 <= apic_id < X2APIC_BROADCAST:
             raise ValueError(f"APIC ID {apic_id} out of range")
@@ -174,6 +187,14 @@ class LocalApic(BusDevice):
         self.phys_bits = phys_bits
         self.directed_eoi = directed_eoi
         self.log = log if log is not None else RateLimitedLog(logger)
+        if min_timer_period_ns < 1:
+            raise ValueError("min_timer_period_ns must be positive")
+        self.timer_reinject = timer_reinject
+        self.min_timer_period_ns = min_timer_period_ns
+        self.clamped_ticks = 0  # periodic interrupts delayed to the minimum period
+        self._timer_seen = 0  # periodic: periods counted so far since timer_load
+        self._timer_owed = 0  # timer_reinject: periodic ticks not delivered yet
+        self._timer_awaiting = False  # timer_reinject: a tick awaits its EOI
         self.intr = IrqLine(f"lapic{apic_id}-intr")
         self.relocate_hook: Callable[[LocalApic], None] | None = None
         # Called whenever an NMI, SMI, INIT or SIPI is latched: these must reach the CPU
@@ -205,6 +226,7 @@ class LocalApic(BusDevice):
         self.timer_load = self.clock.now()
         self.tsc_deadline = 0
         self._timer.cancel()
+        self._timer_rebase()
         self.pending_nmi = self.pending_smi = self.pending_init = False
         self.extint_level = False  # ExtINT asserted by an IOAPIC pin (virtual wire via IOAPIC)
         self.sipi_vector: int | None = None
@@ -540,6 +562,8 @@ class LocalApic(BusDevice):
             if not (self.directed_eoi and self.svr & SVR_SUPPRESS_EOI):
                 self.bus.broadcast_eoi(vector)
         self._update()
+        self._timer_eoi(vector)
+        self.bus.notify_ack(vector)
 
     # -- timer ---------------------------------------------------------------------------
     def timer_mode(self) -> int:
@@ -593,11 +617,11 @@ class LocalApic(BusDevice):
             return
         if mode == TIMER_PERIODIC:
             vector = self.lvt[LVT_TIMER] & 0xFF
-            if self.irr >> vector & 1:
+            if not self.timer_reinject and self.irr >> vector & 1:
                 self._timer.cancel()  # coalesced: ack() re-arms
                 return
-            period = self.initial_count * self.divisor()
-            self._timer.arm(self.timer_load + ((now - self.timer_load) // period + 1) * period)
+            period = self._timer_period()
+            self._timer.arm(self.timer_load + (self._period_index(now) + 1) * period)
             return
         expiry = self._oneshot_expiry()
         if now < expiry:
@@ -615,10 +639,61 @@ class LocalApic(BusDevice):
             self.tsc_deadline = 0
             self._lvt_fire(LVT_TIMER)
         elif self._counting():
-            if mode == TIMER_PERIODIC or now >= self._oneshot_expiry():
+            if mode == TIMER_PERIODIC:
+                self._periodic_tick(now)
+            elif now >= self._oneshot_expiry():
                 self._lvt_fire(LVT_TIMER)
             self._timer_update()
         self._update()
+
+    # -- periodic rate clamp and reinjection ---------------------------------------------
+    def _timer_period(self) -> int:
+        """The periodic interrupt interval: the programmed one, at least the minimum."""
+        return max(self.initial_count * self.divisor(), self.min_timer_period_ns)
+
+    def _period_index(self, now: int) -> int:
+        return max(0, now - self.timer_load) // self._timer_period()
+
+    def _timer_rebase(self) -> None:
+        """The timer was (re)programmed: count periods afresh and forget owed ticks."""
+        self._timer_seen = 0
+        if self._counting() and self.timer_mode() == TIMER_PERIODIC:
+            self._timer_seen = self._period_index(self.clock.now())
+        self._timer_owed = 0
+        self._timer_awaiting = False
+
+    def _periodic_tick(self, now: int) -> None:
+        index = self._period_index(now)
+        new = max(0, index - self._timer_seen)
+        self._timer_seen = index
+        if new and self.initial_count * self.divisor() < self.min_timer_period_ns:
+            self.clamped_ticks += new
+        if not self.timer_reinject:
+            if new:
+                self._lvt_fire(LVT_TIMER)
+            return
+        self._timer_owed = min(TIMER_MAX_OWED, self._timer_owed + new)
+        if self._timer_awaiting and self._timer_owed >= TIMER_MAX_OWED:
+            # A second owed without an EOI: the tick was lost (masked, vector below 16,
+            # APIC disabled): start afresh rather than wait forever.
+            self._timer_owed, self._timer_awaiting = 1, False
+        self._timer_deliver()
+
+    def _timer_deliver(self) -> None:
+        if self._timer_owed and not self._timer_awaiting:
+            self._timer_owed -= 1
+            self._timer_awaiting = self._lvt_fire(LVT_TIMER)
+
+    def _timer_eoi(self, vector: int) -> None:
+        """An EOI of `vector`: under timer_reinject, the timer's next owed tick."""
+        if (
+            self.timer_reinject
+            and vector == self.lvt[LVT_TIMER] & 0xFF
+            and self.timer_mode() == TIMER_PERIODIC
+        ):
+            self._timer_awaiting = False
+            self._timer_deliver()
+            self._update()
 
     def write_tsc_deadline(self, value: int) -> None:
         """IA32_TSC_DEADLINE: ignored unless the timer is in TSC-deadline mode; 0 disarms."""
@@ -646,6 +721,7 @@ class LocalApic(BusDevice):
             return  # SDM 10.5.4.1: ignored in TSC-deadline mode
         self.initial_count = value & U32
         self.timer_load = self.clock.now()
+        self._timer_rebase()
         self._timer_update()
 
     def _write_dcr(self, value: int) -> None:
@@ -654,6 +730,7 @@ class LocalApic(BusDevice):
         self.dcr = value & 0xB
         if self._counting():
             self.timer_load = self.clock.now() - (self.initial_count - count) * self.divisor()
+        self._timer_rebase()
         self._timer_update()
 
     # -- LVT / SVR -----------------------------------------------------------------------
@@ -674,6 +751,8 @@ class LocalApic(BusDevice):
             new |= LVT_MASKED  # software disabled: masks cannot be cleared (SDM 10.4.7.2)
         self.lvt[n] = new
         if n == LVT_TIMER:
+            if (old ^ new) >> 17 & 3:
+                self._timer_rebase()  # a mode change restarts the period count
             self._timer_update()
         elif n in (LVT_LINT0, LVT_LINT1):
             if not self._lint_level_mode(n - LVT_LINT0):
@@ -995,6 +1074,7 @@ class LocalApic(BusDevice):
             setattr(self, key, value)
         self.sipi_vector = None if sipi < 0 else sipi
         self.timer_load = self.clock.now() - timer_elapsed
+        self._timer_rebase()
         self._timer_update()
         self._relocated()
         self._update()

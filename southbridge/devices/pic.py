@@ -107,6 +107,9 @@ class I8259(BusDevice):
         # Told the IR whose in-service bit an EOI command cleared (assigned-device INTx
         # unmasks there); called before INT is re-evaluated.
         self.eoi_hook: Callable[[int], None] | None = None
+        # Told the IR a poll-command read acknowledged or ICW1 dropped (INTA listeners).
+        self.ack_hook: Callable[[int], None] | None = None
+        self._dropped = 0  # edge requests ICW1 just dropped, acknowledged after the write
 
     # -- priority resolver ---------------------------------------------------------------
     def _rank(self, ir: int) -> int:
@@ -180,8 +183,17 @@ class I8259(BusDevice):
             )
         self.need_icw4 = bool(value & _ICW1_IC4)
         self.single = bool(value & _ICW1_SNGL)
+        self._dropped = self.irr & ~self.elcr
         self._init_reset()
         self.init_step = WAIT_ICW2
+
+    def _drop_acks(self, dropped: int) -> None:
+        """Edge requests the edge sense reset dropped count as acknowledged, so a source
+        waiting for their acknowledge never waits forever (KVM's kvm_pic_reset does so)."""
+        if self.ack_hook is not None:
+            for ir in range(8):
+                if dropped >> ir & 1:
+                    self.ack_hook(ir)
 
     def _init_reset(self) -> None:
         # The edge sense circuit is reset (pending edges are dropped and a line that is high
@@ -277,6 +289,11 @@ class I8259(BusDevice):
         else:
             self.imr = value  # OCW1
         self._changed(self, False)
+        if self._dropped:
+            # After INT settled low: a source reinjecting into the fresh edge sense gives a
+            # new rising edge, as the datasheet wants after ICW1.
+            dropped, self._dropped = self._dropped, 0
+            self._drop_acks(dropped)
 
     def read(self, offset: int, size: int) -> int:
         if self.poll:
@@ -288,6 +305,8 @@ class I8259(BusDevice):
                 return 0
             self.intack(ir)
             self._changed(self, True)
+            if self.ack_hook is not None:
+                self.ack_hook(ir)
             return 0x80 | ir
         if offset == 0:
             return self.isr if self.read_isr else self.irr
@@ -386,10 +405,24 @@ class PicPair:
         self.eoi_listeners: list[Callable[[int], None]] = []
         self.master.eoi_hook = self._notify_eoi
         self.slave.eoi_hook = lambda ir: self._notify_eoi(8 + ir)
+        # Hooks told the ISA IRQ an INTA cycle (or a poll read) took into service: the
+        # acknowledge that paces reinjected timer ticks (KVM's i8259 notifies its irq ack
+        # notifiers likewise). Called after the pair settled, never for the cascade IR2.
+        self.ack_listeners: list[Callable[[int], None]] = []
+        self.master.ack_hook = self._master_acked
+        self.slave.ack_hook = lambda ir: self._notify_ack(8 + ir)
 
     def _notify_eoi(self, irq: int) -> None:
         for fn in list(self.eoi_listeners):
             fn(irq)
+
+    def _notify_ack(self, irq: int) -> None:
+        for fn in list(self.ack_listeners):
+            fn(irq)
+
+    def _master_acked(self, ir: int) -> None:
+        if ir != CASCADE_IR or not self.master.cascaded():
+            self._notify_ack(ir)
 
     # -- wiring --------------------------------------------------------------------------
     def _on_change(self, chip: I8259, inta: bool) -> None:
@@ -425,6 +458,7 @@ class PicPair:
         if ir != CASCADE_IR or not m.cascaded():
             m.intack(ir)
             self._update()
+            self._notify_ack(ir)
             return m.base + ir
         m.intack(CASCADE_IR)
         sir = s.pending()
@@ -434,6 +468,8 @@ class PicPair:
             s.intack(sir)
             vector = s.base + sir
         self._update(slave_inta=True)
+        if sir is not None:
+            self._notify_ack(8 + sir)
         return vector
 
     def reset(self) -> None:

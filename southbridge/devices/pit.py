@@ -26,22 +26,28 @@ from southbridge.devices.port61 import Port61
 PIT_HZ = 1_193_182
 NS_PER_SEC = 1_000_000_000
 
-# What a late channel 0 callback (HostClock fires late) does with the IRQ0 edges it missed:
+# What channel 0 does with IRQ0 edges a late callback (HostClock fires late) or a slow guest
+# would otherwise lose:
 #   discard  deliver one edge now, drop the rest, next edge on the original grid;
-#   delay    deliver every missed edge, one per callback, re-armed immediately, then resume
-#            the grid (no tick is lost, they arrive late);
+#   delay    reinject, paced by the acknowledge: an edge is delivered only once the
+#            interrupt controller acknowledged the one before (the 8259's INTA of IRQ0, or
+#            a local APIC's EOI of the IOAPIC pin's vector, heard through the IRQ line's
+#            `on_ack`); edges due meanwhile are owed and each acknowledge delivers one. So no
+#            edge lands on a request still in IRR and merges with it, and none is lost to
+#            a late host timer. This is KVM's in-kernel PIT in reinject mode
+#            (arch/x86/kvm/i8254.c: pit_timer_fn counts `pending`, kvm_pit_ack_irq lets
+#            pit_do_work inject the next);
 #   catchup  deliver the missed edges at four per period alongside the regular ones (QEMU's
 #            "slew"), then the grid alone.
 # Counter reads are real time under every policy; only IRQ0 delivery differs.
 LostTickPolicy = Literal["discard", "delay", "catchup"]
 LOST_TICK_POLICIES: tuple[LostTickPolicy, ...] = ("discard", "delay", "catchup")
 # QEMU's default: hw/i386/kvm/i8254.c defines the kvm-pit property "lost_tick_policy" with
-# default LOST_TICK_POLICY_DELAY (KVM's in-kernel PIT reinjects every missed tick); the
-# userspace hw/timer/i8254.c has no setting and likewise never drops a transition: its
-# pit_irq_timer computes the next one from the expected instant, so late ones run back to back.
+# default LOST_TICK_POLICY_DELAY, i.e. KVM's reinject mode.
 DEFAULT_POLICY: LostTickPolicy = "delay"
-# Bound on owed (missed, not yet delivered) IRQ0 edges: a long host stall must not queue
-# unbounded work. 1000 is one second of ticks for a HZ=1000 guest.
+# Bound on owed (missed, not yet delivered) IRQ0 edges: a long host stall or a guest that
+# never acknowledges must not queue unbounded work. 1000 is one second of ticks at HZ=1000;
+# edges beyond it are dropped (counted in `dropped_ticks`).
 MAX_OWED = 1000
 
 RW_LATCH, RW_LSB, RW_MSB, RW_WORD = 0, 1, 2, 3
@@ -450,8 +456,12 @@ class Pit(BusDevice):
         self._rises_seen = 0
         self._owed = 0  # missed IRQ0 edges still to deliver (policies delay/catchup)
         self._owed_at: int | None = None
-        self.dropped_ticks = 0  # edges discarded by the "discard" policy
+        self._awaiting_ack = False  # delay: an edge went out and was not acknowledged yet
+        self._pumping = False
+        self.dropped_ticks = 0  # edges discarded (policy discard, or over MAX_OWED)
         self.late_ticks = 0  # edges delivered after their instant
+        if out0 is not None:
+            out0.on_ack(self._on_ack)
         self._resync(now)
 
     def reset(self) -> None:
@@ -460,6 +470,7 @@ class Pit(BusDevice):
             ch.reset(now)
         self.port61.reset()
         self._owed = 0
+        self._awaiting_ack = False
         self._resync(now)
 
     # -- channel 0 output -> IRQ0 ------------------------------------------------------------
@@ -468,8 +479,15 @@ class Pit(BusDevice):
         ch = self.channels[0]
         ch.sync(now)
         self._rises_seen = ch.rises(now)
-        if self.out0 is not None:
-            self.out0.set(ch.out(now))
+        line = self.out0
+        if line is not None:
+            level = ch.out(now)
+            if self.policy == "delay" and level and not line.level:
+                if self._awaiting_ack:
+                    level = False  # no edge onto a request still unacknowledged
+                else:
+                    self._awaiting_ack = True  # programming OUT high is a request too
+            line.set(level)
         self._arm(now)
 
     def _arm(self, now: int) -> None:
@@ -478,11 +496,10 @@ class Pit(BusDevice):
         ch = self.channels[0]
         deadline = ch.next_edge_ns(now)
         self._owed_at = None
-        if self._owed:
-            if self.policy == "delay":
-                self._owed_at = now  # one late edge per callback, back to back
-            else:  # catchup: four owed edges per period until caught up (QEMU "slew")
-                self._owed_at = now + max(1, ticks_to_ns(ch.n) // 4)
+        if self._owed and self.policy == "catchup":
+            # Four owed edges per period until caught up (QEMU "slew"); delay's owed edges
+            # wait for acknowledges instead of a timer.
+            self._owed_at = now + max(1, ticks_to_ns(ch.n) // 4)
             deadline = self._owed_at if deadline is None else min(deadline, self._owed_at)
         if deadline is None:
             self._timer.cancel()
@@ -495,6 +512,11 @@ class Pit(BusDevice):
         line.set(True)
         line.set(level)
 
+    def _owe(self, edges: int) -> None:
+        room = MAX_OWED - self._owed
+        self._owed += min(edges, room)
+        self.dropped_ticks += max(0, edges - room)
+
     def _on_timer(self) -> None:
         line = self.out0
         if line is None:
@@ -506,7 +528,24 @@ class Pit(BusDevice):
         new = total - self._rises_seen
         self._rises_seen = total
         level = ch.out(now)
-        if new > 0:
+        if self.policy == "delay":
+            if new > 0:
+                self.late_ticks += new - 1
+                self._owe(new)
+            if self._awaiting_ack and self._owed >= MAX_OWED:
+                # A full second owed and still no acknowledge: the request was lost (the
+                # guest re-initialised its controllers, reset its APIC, masks IRQ0
+                # everywhere). Drop the debt and start afresh, so IRQ0 never stays dead.
+                self.dropped_ticks += self._owed - 1
+                self._owed = 1
+                self._awaiting_ack = False
+            if self._owed and not self._awaiting_ack:
+                self._pump(line, level)
+            else:
+                # An edge waiting for its acknowledge must not rise the line: it would
+                # merge with the request still pending. Falling is always let through.
+                line.set(level and line.level)
+        elif new > 0:
             # Late callbacks find several edges due: deliver one now, then per policy.
             self._deliver(line, level)
             missed = new - 1
@@ -515,13 +554,42 @@ class Pit(BusDevice):
                     self.dropped_ticks += missed
                 else:
                     self.late_ticks += missed
-                    self._owed = min(self._owed + missed, MAX_OWED)
+                    self._owe(missed)
         elif self._owed and self._owed_at is not None and now >= self._owed_at:
             self._owed -= 1
             self._deliver(line, level)
         else:
             line.set(level)
         self._arm(now)
+
+    def _on_ack(self) -> None:
+        """The interrupt controller acknowledged IRQ0: under "delay", the next owed edge."""
+        line = self.out0
+        if self.policy != "delay" or line is None:
+            return
+        self._awaiting_ack = False
+        if self._owed and not self._pumping:
+            now = self.clock.now()
+            ch = self.channels[0]
+            ch.sync(now)
+            self._pump(line, ch.out(now))
+
+    def _pump(self, line: IrqLine, level: bool) -> None:
+        """Deliver owed edges, each once the one before was acknowledged. A controller that
+        acknowledges inside the delivery (at once) is looped here, not recursed into."""
+        self._pumping = True
+        try:
+            while self._owed and not self._awaiting_ack:
+                self._owed -= 1
+                self._awaiting_ack = True
+                self._deliver(line, level)
+        finally:
+            self._pumping = False
+
+    @property
+    def owed_ticks(self) -> int:
+        """IRQ0 edges due but not delivered yet (bounded by MAX_OWED)."""
+        return self._owed
 
     def _service(self, now: int) -> None:
         """Run an overdue channel 0 callback before an access (a late host timer thread)."""
@@ -560,7 +628,10 @@ class Pit(BusDevice):
             ch.write_control(now, (value >> 1) & 7, rw, bool(value & 1))
             touches0 = sc == 0
             if touches0:
-                self._owed = 0  # a new programming discards the old schedule's debt
+                # A new programming discards the old schedule's debt and forgets the wait
+                # for an acknowledge, as KVM's kvm_pit_reset_reinject does.
+                self._owed = 0
+                self._awaiting_ack = False
         else:
             self.channels[offset].write_data(now, value)
         if touches0:
@@ -599,6 +670,7 @@ class Pit(BusDevice):
             "version": 1,
             "channels": [ch.save(now) for ch in self.channels],
             "owed": self._owed,
+            "awaiting_ack": self._awaiting_ack,
             "port61": self.port61.save(),
         }
 
@@ -609,6 +681,9 @@ class Pit(BusDevice):
         if not isinstance(chans, list) or len(chans) != 3:
             raise StateError("i8254: need exactly three channels")
         owed = get_int(state, "owed", 0, MAX_OWED)
+        awaiting = state.get("awaiting_ack", False)  # absent in states saved before it
+        if not isinstance(awaiting, bool):
+            raise StateError(f"i8254: field 'awaiting_ack'={awaiting!r} is not a boolean")
         now = self.clock.now()
         fresh = [Channel(i, now) for i in range(3)]
         for ch, st in zip(fresh, chans, strict=True):
@@ -616,4 +691,5 @@ class Pit(BusDevice):
         self.port61.restore(state.get("port61"))  # validates before anything else changes
         self.channels = fresh
         self._owed = owed
+        self._awaiting_ack = awaiting
         self._resync(now)

@@ -94,9 +94,11 @@ class PcMachine(Machine):
     def _add_rtc(self) -> None:
         """The MC146818 RTC/CMOS at 0x70-0x73 (bank 0 index/data, second bank index/data),
         IRQ8 on GSI 8, its time base from `rtc_base`; `extra["rtc_lost_tick_policy"]`
-        ("discard", QEMU's default, or "slew") picks the periodic interrupt's policy. The
-        NVRAM holds memory sizes, CPU count and boot order (`machine.cmos`)."""
-        policy = self.config.extra.get("rtc_lost_tick_policy", "discard")
+        picks the periodic interrupt's policy: "slew" by default (QEMU's `-rtc
+        driftfix=slew`, so a guest counting IRQ8 under host load counts every tick, like the
+        PIT's reinjection), or "discard" (QEMU's device default). The NVRAM holds memory
+        sizes, CPU count and boot order (`machine.cmos`)."""
+        policy = self.config.extra.get("rtc_lost_tick_policy", "slew")
         self.rtc = Rtc(
             self.clock,
             self.gsi.input(8, "rtc"),
@@ -245,6 +247,19 @@ class PcMachine(Machine):
             self.pic.intr.connect(lapic.set_lint0)
         self.msi = MsiRouter(self.apic_bus)
         self.pci_bus.msi_sink = self.msi
+        self._add_irq_acks()
+
+    def _add_irq_acks(self) -> None:
+        """Acknowledges back to the GSI's devices (what reinjecting timers pace on): the
+        8259's INTA of ISA IRQ n is GSI n; a local APIC's EOI of IOAPIC pin n's vector is
+        GSI n, pin 2 being GSI 0 and pin 0 the 8259's ExtINT (no GSI)."""
+        self.pic.ack_listeners.append(self.gsi.ack)
+
+        def ioapic_acked(pin: int) -> None:
+            if pin != 0:
+                self.gsi.ack(0 if pin == 2 else pin)
+
+        self.ioapic.ack_listeners.append(ioapic_acked)
 
     def _set_a20(self, source: str, enabled: bool) -> None:
         self._a20_sources[source] = enabled

@@ -73,12 +73,16 @@ class QtestSession:
         for n, line in enumerate(lines):
             self._irq_levels[n] = line.level
 
-            def report(level: bool, n: int = n) -> None:
+            def report(level: bool, n: int = n, line: IrqLine = line) -> None:
                 if self._irq_levels.get(n) != level:
                     self._irq_levels[n] = level
                     self.send(f"IRQ {'raise' if level else 'lower'} {n}\n")
+                    if level:
+                        line.ack()  # intercepted: qtest is the controller, taking it at once
 
             line.connect(report)
+            if line.level:
+                line.ack()  # a request already raised is taken too
 
     def _resolve(self, table: dict[str, list[IrqLine]], path: str) -> list[IrqLine] | None:
         if path in table:
