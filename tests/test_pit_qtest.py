@@ -67,14 +67,14 @@ def test_clock_step_lands_on_each_out0_edge() -> None:
     q.ask("irq_intercept_in ioapic")
     q.ask("clock_step 12345")
     q.outb(0x43, 0x34)
-    q.outb(0x40, 100)
-    q.outb(0x40, 0)
+    q.outb(0x40, 300 & 0xFF)  # 251 us: above the 200 us rate clamp
+    q.outb(0x40, 300 >> 8)
     t0 = 12345
-    assert q.ask("clock_step") == f"OK {t0 + ticks_to_ns(99)}"
+    assert q.ask("clock_step") == f"OK {t0 + ticks_to_ns(299)}"
     assert q.irq0() == (0, 1)
-    assert q.ask("clock_step") == f"OK {t0 + ticks_to_ns(100)}"
+    assert q.ask("clock_step") == f"OK {t0 + ticks_to_ns(300)}"
     assert q.irq0() == (1, 0)
-    assert q.ask("clock_step") == f"OK {t0 + ticks_to_ns(199)}"
+    assert q.ask("clock_step") == f"OK {t0 + ticks_to_ns(599)}"
 
 
 def test_mode0_one_shot_over_qtest() -> None:

@@ -50,6 +50,12 @@ DEFAULT_POLICY: LostTickPolicy = "delay"
 # edges beyond it are dropped (counted in `dropped_ticks`).
 MAX_OWED = 1000
 
+# KVM's create_pit_timer limits a periodic PIT to min_timer_period_us (200 us by default):
+# counts 1-238 in modes 2/3 would ask for up to 1.2 MHz of IRQ0 edges, each a host callback.
+# Counter, OUT and port 0x61 reads stay exact; only IRQ0's edges come at most this often
+# (on a grid from the programming instant), counted in `clamped_ticks`.
+MIN_PERIOD_NS = 200_000
+
 RW_LATCH, RW_LSB, RW_MSB, RW_WORD = 0, 1, 2, 3
 _MAX_ABS = 1 << 62  # bound for restored times and pulse counts
 
@@ -442,10 +448,20 @@ class Pit(BusDevice):
     name = "pit"
 
     def __init__(
-        self, clock: Clock, out0: IrqLine | None = None, policy: LostTickPolicy = DEFAULT_POLICY
+        self,
+        clock: Clock,
+        out0: IrqLine | None = None,
+        policy: LostTickPolicy = DEFAULT_POLICY,
+        min_period_ns: int = MIN_PERIOD_NS,
     ) -> None:
         if policy not in LOST_TICK_POLICIES:
             raise ValueError(f"lost tick policy must be one of {', '.join(LOST_TICK_POLICIES)}")
+        if min_period_ns < 0:
+            raise ValueError("min_period_ns must not be negative")
+        self.min_period_ns = min_period_ns
+        self.clamped_ticks = 0  # IRQ0 edges of a too-fast mode 2/3 count, on the clamped grid
+        self._clamp_base = 0
+        self._clamp_seen = 0
         self.clock = clock
         self.policy: LostTickPolicy = policy
         self.out0 = out0
@@ -479,9 +495,10 @@ class Pit(BusDevice):
         ch = self.channels[0]
         ch.sync(now)
         self._rises_seen = ch.rises(now)
+        self._clamp_base, self._clamp_seen = now, 0
         line = self.out0
         if line is not None:
-            level = ch.out(now)
+            level = ch.out(now) and not self._clamped()
             if self.policy == "delay" and level and not line.level:
                 if self._awaiting_ack:
                     level = False  # no edge onto a request still unacknowledged
@@ -495,6 +512,8 @@ class Pit(BusDevice):
             return
         ch = self.channels[0]
         deadline = ch.next_edge_ns(now)
+        if deadline is not None and self._clamped():
+            deadline = self._clamp_base + (self._clamp_seen + 1) * self.min_period_ns
         self._owed_at = None
         if self._owed and self.policy == "catchup":
             # Four owed edges per period until caught up (QEMU "slew"); delay's owed edges
@@ -528,6 +547,12 @@ class Pit(BusDevice):
         new = total - self._rises_seen
         self._rises_seen = total
         level = ch.out(now)
+        if self._clamped():
+            # Too fast to follow: one edge per minimum period, the line resting low.
+            index = (now - self._clamp_base) // self.min_period_ns
+            new, self._clamp_seen = index - self._clamp_seen, index
+            self.clamped_ticks += new
+            level = False
         if self.policy == "delay":
             if new > 0:
                 self.late_ticks += new - 1
@@ -562,6 +587,16 @@ class Pit(BusDevice):
             line.set(level)
         self._arm(now)
 
+    def _clamped(self) -> bool:
+        """Whether channel 0 runs a periodic count shorter than the minimum period."""
+        ch = self.channels[0]
+        return (
+            ch.active
+            and ch.running
+            and ch.eff_mode in (2, 3)
+            and ticks_to_ns(ch.n) < self.min_period_ns
+        )
+
     def _on_ack(self) -> None:
         """The interrupt controller acknowledged IRQ0: under "delay", the next owed edge."""
         line = self.out0
@@ -572,7 +607,7 @@ class Pit(BusDevice):
             now = self.clock.now()
             ch = self.channels[0]
             ch.sync(now)
-            self._pump(line, ch.out(now))
+            self._pump(line, ch.out(now) and not self._clamped())
 
     def _pump(self, line: IrqLine, level: bool) -> None:
         """Deliver owed edges, each once the one before was acknowledged. A controller that
