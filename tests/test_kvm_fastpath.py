@@ -133,3 +133,30 @@ def test_fast_path_equals_dispatch_io_on_the_same_page(monkeypatch: pytest.Monke
     IO.pack_into(page, vcpu._EXIT_OFF, IN, 2, 0xE1, 1, DATA)
     vcpu.dispatch_io(b, page)
     assert loop_seen == bytes(page[DATA : DATA + 2]) == b"\xf0\xfe"
+
+
+def test_loop_and_dispatch_io_share_the_one_single_io_function(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13 item 5: one function (`vcpu.io_one`) implements a single IN/OUT, whether the
+    run loop meets it or `dispatch_io` is handed the page; REP I/O does not use it."""
+    calls: list[tuple[int, int, bool]] = []
+    real = vcpu.io_one
+
+    def spy(m: object, view: memoryview, index: int, port: int, size: int, out: bool) -> None:
+        calls.append((port, size, out))
+        real(m, view, index, port, size, out)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vcpu, "io_one", spy)
+    m = PcMachine(PcConfig(memory_mb=1), with_ram=False)
+    run_exits(
+        monkeypatch,
+        m,
+        [(OUT, 2, 0xE0, 1, DATA, b"\x34\x12"), (OUT, 1, 0xE0, 2, DATA, b"\x01\x02")],
+    )
+    assert calls == [(0xE0, 2, True)]
+    page = bytearray(2 * mmap.PAGESIZE)
+    IO.pack_into(page, vcpu._EXIT_OFF, IN, 4, 0xE0, 1, DATA)
+    vcpu.dispatch_io(m, page)
+    assert calls[1:] == [(0xE0, 4, False)]
+    assert page[DATA : DATA + 4] == m.testdev.data.to_bytes(4, "little")

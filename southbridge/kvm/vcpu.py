@@ -20,7 +20,7 @@ import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from southbridge.core.irq import IrqLine
 from southbridge.kvm import abi
@@ -35,9 +35,9 @@ KICK_SIGNAL = signal.SIGUSR1
 _EXIT_OFF = abi.kvm_run.exit.offset
 _IO = struct.Struct("<BBHIQ")  # direction, size, port, count, data_offset
 _MMIO = struct.Struct("<Q8sIB")  # phys_addr, data, len, is_write
-# One IN/OUT's data by access size, for the count == 1 fast path of `dispatch_io`.
-_IO_DATA = {1: struct.Struct("<B"), 2: struct.Struct("<H"), 4: struct.Struct("<I")}
-_IO_MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
+_IO_MASK = (0, 0xFF, 0xFFFF, 0, 0xFFFFFFFF)  # by access size
+# memoryview casts holding one datum of each size
+_IO_FORMAT: dict[int, Literal["B", "H", "I"]] = {1: "B", 2: "H", 4: "I"}
 # KVM_RUN is the hot call (one per exit): libc's ioctl without argtypes conversion or the
 # `system.ioctl` wrapper (about 1 us less per exit); the errno is read only on failure.
 # Its own CDLL so `system`'s argtypes do not apply. ctypes releases the GIL for the call.
@@ -95,17 +95,33 @@ class RunEnd:
 Buffer = mmap.mmap | bytearray
 
 
+def io_one(machine: Machine, view: memoryview, index: int, port: int, size: int, out: bool) -> None:
+    """The single IN/OUT path: one bus access of `size` (1, 2 or 4) bytes at `port`, its
+    datum `view[index]` (`view` is the kvm_run page cast to items of `size` bytes, the data
+    aligned). The run loop calls it for every single IN/OUT exit and `dispatch_io` for a
+    count of 1, so both answer alike. `machine.ports` is read per call: a tracer may shadow
+    its methods."""
+    ports = machine.ports
+    lock = machine.lock
+    lock.acquire()  # bound acquire/release: 0.1 us less than `with`
+    try:
+        if out:
+            ports.write(port, size, view[index])
+        else:
+            view[index] = ports.read(port, size) & _IO_MASK[size]
+    finally:
+        lock.release()
+
+
 def dispatch_io(machine: Machine, buf: Buffer) -> None:
     """A KVM_EXIT_IO in the kvm_run page `buf`: `count` items of `size` bytes at
-    `data_offset` (string and REP I/O give count > 1), each one bus access, in order."""
+    `data_offset` (string and REP I/O give count > 1), each one bus access, in order. A
+    single aligned IN/OUT goes through `io_one`, as in the run loop."""
     direction, size, port, count, off = _IO.unpack_from(buf, _EXIT_OFF)
-    if count == 1 and size in _IO_DATA:  # the common case: one IN or OUT
-        data = _IO_DATA[size]
-        with machine.lock:
-            if direction == abi.KVM_EXIT_IO_OUT:
-                machine.ports.write(port, size, data.unpack_from(buf, off)[0])
-            else:
-                data.pack_into(buf, off, machine.ports.read(port, size) & _IO_MASK[size])
+    fmt = _IO_FORMAT.get(size)
+    if count == 1 and fmt is not None and off % size == 0:
+        with memoryview(buf) as raw, raw.cast(fmt) as view:
+            io_one(machine, view, off // size, port, size, direction == abi.KVM_EXIT_IO_OUT)
         return
     with machine.lock:
         if direction == abi.KVM_EXIT_IO_OUT:
@@ -326,7 +342,7 @@ class Vcpu:
         lapic = apic.lapic if apic is not None else None
         intr = irq.intr if irq is not None else None
         machine = self.machine
-        lock_acquire, lock_release = machine.lock.acquire, machine.lock.release
+        single_io = io_one  # looked up once: the module's function, as tests may spy on it
         kvm_run, kvm_run_nr = _kvm_run_call, abi.KVM_RUN
         # kvm_run read through typed views at fixed offsets: one index each instead of a
         # ctypes field (or struct unpack) per exit. `views[size]` holds an IN/OUT's datum.
@@ -361,24 +377,22 @@ class Vcpu:
                 reason = mv32[_REASON_I]
                 if reason == exit_io:
                     # One IN or OUT of 1, 2 or 4 bytes at an aligned data offset (KVM puts the
-                    # data on the page after kvm_run): straight to the bus. Anything else
-                    # (string or REP I/O) goes through `dispatch_io`.
+                    # data on the page after kvm_run): `io_one` on the loop's typed views.
+                    # Anything else (string or REP I/O) goes through `dispatch_io`.
                     size = mv8[_IO_SIZE]
                     off = mv64[_IO_DATA_OFFSET_Q]
                     view = views[size] if size < 5 else None
                     if view is None or mv32[_IO_COUNT_I] != 1 or off % size:
                         dispatch_io(machine, buf)
                         continue
-                    port = mv16[_IO_PORT_H]
-                    ports = machine.ports  # per exit: a tracer may shadow its methods
-                    lock_acquire()  # bound acquire/release: 0.1 us less than `with`
-                    try:
-                        if mv8[_IO_DIRECTION] == out:
-                            ports.write(port, size, view[off // size])
-                        else:
-                            view[off // size] = ports.read(port, size) & _IO_MASK[size]
-                    finally:
-                        lock_release()
+                    single_io(
+                        machine,
+                        view,
+                        off // size,
+                        mv16[_IO_PORT_H],
+                        size,
+                        mv8[_IO_DIRECTION] == out,
+                    )
                 elif reason == abi.KVM_EXIT_MMIO:
                     dispatch_mmio(machine, buf, self.apic)
                 elif reason == abi.KVM_EXIT_HLT:
