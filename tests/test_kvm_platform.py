@@ -12,7 +12,6 @@ from southbridge.core.clock import HostClock
 from southbridge.core.device import BusDevice
 from southbridge.kvm import guestbuild
 from southbridge.kvm.loader import load_bios
-from southbridge.kvm.runner import close_machine
 from southbridge.kvm.session import KvmSession
 from southbridge.kvm.testing import kvm_unavailable_reason
 from southbridge.kvm.vcpu import RunEnd
@@ -50,7 +49,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunEnd, Recorder, byt
         with KvmSession(m) as session:
             end = session.run(10)
     finally:
-        close_machine(m)
+        m.close()
     return end, rec, Path(com1).read_bytes()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from southbridge.core.clock import HostClock
-from southbridge.kvm.runner import close_machine, prepare_firmware
+from southbridge.kvm.firmware import prepare_firmware
 from southbridge.kvm.session import KvmSession
 from southbridge.kvm.testing import kvm_unavailable_reason
 from southbridge.kvm.vcpu import RunEnd
@@ -56,7 +56,7 @@ def post(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, float, int]:
             end = session.run(timeout=60)
             watcher.join(5)
     finally:
-        close_machine(m)
+        m.close()
     text = log.read_text(errors="replace")
     assert end.reason == "test", f"{end.message}\n{text[-2000:]}"
     return text, float(result["post_s"]), int(result["idle_irqs"])

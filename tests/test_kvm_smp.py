@@ -14,7 +14,7 @@ import pytest
 from southbridge.cli import main
 from southbridge.core.clock import HostClock
 from southbridge.kvm import guestbuild
-from southbridge.kvm.runner import close_machine, prepare_firmware
+from southbridge.kvm.firmware import prepare_firmware
 from southbridge.kvm.session import KvmSession
 from southbridge.kvm.testing import kvm_unavailable_reason
 from southbridge.kvm.vcpu import RunEnd
@@ -76,7 +76,7 @@ def test_seabios_finds_every_cpu(tmp_path: Path) -> None:
             end = session.run(timeout=30)
             watcher.join(5)
     finally:
-        close_machine(m)
+        m.close()
     text = log.read_text(errors="replace")
     assert end.reason == "test", f"{end.message}\n{text[-2000:]}"
     assert "Found 2 cpu(s) max supported 2 cpu(s)" in text

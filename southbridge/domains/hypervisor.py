@@ -133,9 +133,9 @@ class Hypervisor:
     ) -> dict[str, RunEnd | None]:
         """Load each domain's image, run all domains until each ends; returns the RunEnd of
         every domain by name. Always shuts the domains down."""
+        from southbridge.kvm.firmware import DEFAULT_GUEST, prepare_firmware
         from southbridge.kvm.guestbuild import GuestBuildError, build
         from southbridge.kvm.loader import LoadError, read_image
-        from southbridge.kvm.runner import DEFAULT_GUEST, prepare_firmware
         from southbridge.kvm.session import KvmSession
         from southbridge.kvm.system import DEFAULT_DEVICE, KvmError
 
@@ -190,8 +190,6 @@ class Hypervisor:
 
     def shutdown(self) -> None:
         """Detach and release every assigned device; close sessions and backends."""
-        from southbridge.kvm.runner import close_machine
-
         if self._closed:
             return
         self._closed = True
@@ -205,4 +203,4 @@ class Hypervisor:
             if dom.session is not None:
                 dom.session.close()
             dom.session = None
-            close_machine(dom.machine)
+            dom.machine.close()

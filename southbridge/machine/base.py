@@ -62,3 +62,7 @@ class Machine:
             self.run_request = RunRequest(kind, status)
         for hook in self._request_hooks:
             hook(self.run_request)
+
+    def close(self) -> None:
+        """Release what the machine holds on the host (its backends); idempotent. The
+        machine's devices are not used afterwards."""

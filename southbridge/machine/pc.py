@@ -246,6 +246,14 @@ class PcMachine(Machine):
         self.msi = MsiRouter(self.apic_bus)
         self.pci_bus.msi_sink = self.msi
 
+    def close(self) -> None:
+        """Close the host-side backends (serial ports, debugcon) the machine was given."""
+        for uart in self.serial:
+            uart.backend.close()
+        if self.debugcon_stream is not None:
+            self.debugcon_stream.close()
+        super().close()
+
     def _set_a20(self, source: str, enabled: bool) -> None:
         self._a20_sources[source] = enabled
         self.a20_enabled = any(self._a20_sources.values())
