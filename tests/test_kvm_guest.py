@@ -12,6 +12,7 @@ import pytest
 from southbridge.core.clock import NS_PER_SEC, HostClock
 from southbridge.core.device import BusDevice
 from southbridge.core.irq import IrqLine
+from southbridge.host.chardev import make_backend
 from southbridge.kvm import guestbuild
 from southbridge.kvm.loader import load_bios
 from southbridge.kvm.session import KvmSession
@@ -172,7 +173,7 @@ def test_tour_guest_lists_pci_reads_the_rtc_and_counts_interrupts(tmp_path) -> N
     date, and for one RTC second PIT IRQ0 at 1000.15 Hz and RTC IRQ8 at 1024 Hz (within
     2%: host scheduling jitter on a loaded CI machine), all on COM1."""
     out = tmp_path / "com1.txt"
-    m = PcMachine(PcConfig(memory_mb=16, serial=f"file:{out}"), clock=HostClock())
+    m = PcMachine(PcConfig(memory_mb=16), clock=HostClock(), serial=[make_backend(f"file:{out}")])
     load_bios(m, str(guestbuild.build("tour")))
     try:
         end, _ = _run(m, timeout=10)

@@ -216,6 +216,7 @@ def _run_once(
 ) -> RunEnd:
     from southbridge.core.clock import HostClock
     from southbridge.core.trace import QtestTracer
+    from southbridge.host.chardev import open_backends
     from southbridge.kvm import multiboot
     from southbridge.kvm.firmware import prepare_firmware
     from southbridge.kvm.loader import LoadError
@@ -224,13 +225,19 @@ def _run_once(
     from southbridge.machine.pam import PamShadow
     from southbridge.machine.pc import PcConfig, PcMachine
 
-    config = PcConfig(
-        memory_mb=args.memory, smp=args.smp, serial=args.serial, debugcon=args.debugcon
-    )
+    config = PcConfig(memory_mb=args.memory, smp=args.smp)
     try:
-        machine = PcMachine(config, clock=HostClock())
+        serial, debugcon = open_backends([args.serial], args.debugcon)
     except (ValueError, OSError) as e:
         raise UserError(str(e)) from None
+    try:
+        machine = PcMachine(config, clock=HostClock(), serial=serial, debugcon=debugcon)
+    except BaseException:
+        for backend in serial:
+            backend.close()
+        if debugcon is not None:
+            debugcon.close()
+        raise
     try:
         shadow: PamShadow | None = None
         plan: multiboot.BootPlan | None = None

@@ -26,6 +26,7 @@ from southbridge.domains.assignment import Assignments
 from southbridge.domains.config import DomainConfig, HypervisorConfig
 from southbridge.domains.privileged import PrivilegedView, permissive_masks
 from southbridge.domains.sources import source_for
+from southbridge.host.chardev import open_backends
 from southbridge.host.inventory import HostInventory, load_lspci_dump, probe_sysfs
 from southbridge.host.simulated import SimulatedHost
 from southbridge.machine.pc import PcConfig, PcMachine
@@ -104,11 +105,17 @@ class Hypervisor:
         return self.domains
 
     def build_domain(self, dc: DomainConfig) -> Domain:
+        try:
+            serial, debugcon = open_backends([dc.serial], dc.debugcon)
+        except (ValueError, OSError) as e:
+            raise HypervisorError(f"{dc.name}: {e}") from None
         machine = PcMachine(
-            PcConfig(memory_mb=dc.memory_mb, smp=dc.smp, serial=dc.serial, debugcon=dc.debugcon),
+            PcConfig(memory_mb=dc.memory_mb, smp=dc.smp),
             clock=self.clock_factory(),
             permissions=PortPermissions(),
             host_ports=self.host_ports,
+            serial=serial,
+            debugcon=debugcon,
         )
         dom = Domain(dc, machine)
         if dc.privileged:
