@@ -216,7 +216,7 @@ def _run_once(
 ) -> RunEnd:
     from southbridge.core.clock import HostClock
     from southbridge.core.trace import QtestTracer
-    from southbridge.host.chardev import open_backends
+    from southbridge.host.chardev import close_backends, open_backends
     from southbridge.kvm import multiboot
     from southbridge.kvm.firmware import prepare_firmware
     from southbridge.kvm.loader import LoadError
@@ -233,10 +233,7 @@ def _run_once(
     try:
         machine = PcMachine(config, clock=HostClock(), serial=serial, debugcon=debugcon)
     except BaseException:
-        for backend in serial:
-            backend.close()
-        if debugcon is not None:
-            debugcon.close()
+        close_backends(serial, debugcon)
         raise
     try:
         shadow: PamShadow | None = None

@@ -26,7 +26,7 @@ from southbridge.domains.assignment import Assignments
 from southbridge.domains.config import DomainConfig, HypervisorConfig
 from southbridge.domains.privileged import PrivilegedView, permissive_masks
 from southbridge.domains.sources import source_for
-from southbridge.host.chardev import open_backends
+from southbridge.host.chardev import close_backends, open_backends
 from southbridge.host.inventory import HostInventory, load_lspci_dump, probe_sysfs
 from southbridge.host.simulated import SimulatedHost
 from southbridge.machine.pc import PcConfig, PcMachine
@@ -109,14 +109,18 @@ class Hypervisor:
             serial, debugcon = open_backends([dc.serial], dc.debugcon)
         except (ValueError, OSError) as e:
             raise HypervisorError(f"{dc.name}: {e}") from None
-        machine = PcMachine(
-            PcConfig(memory_mb=dc.memory_mb, smp=dc.smp),
-            clock=self.clock_factory(),
-            permissions=PortPermissions(),
-            host_ports=self.host_ports,
-            serial=serial,
-            debugcon=debugcon,
-        )
+        try:
+            machine = PcMachine(
+                PcConfig(memory_mb=dc.memory_mb, smp=dc.smp),
+                clock=self.clock_factory(),
+                permissions=PortPermissions(),
+                host_ports=self.host_ports,
+                serial=serial,
+                debugcon=debugcon,
+            )
+        except BaseException:
+            close_backends(serial, debugcon)
+            raise
         dom = Domain(dc, machine)
         if dc.privileged:
             dom.view = PrivilegedView(self.assignments, self.sim, dc.permissive)

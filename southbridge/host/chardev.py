@@ -552,7 +552,14 @@ def open_backends(
             opened.append(make_backend(spec))
         sink = None if debugcon is None else open_debugcon(debugcon)
     except BaseException:
-        for backend in opened:
-            backend.close()
+        close_backends(opened, None)
         raise
     return opened, sink
+
+
+def close_backends(serial: Sequence[CharBackend], debugcon: ByteSink | None) -> None:
+    """Close what `open_backends` opened (for when no machine took them over)."""
+    for backend in serial:
+        backend.close()
+    if debugcon is not None:
+        debugcon.close()
