@@ -1,3 +1,3 @@
-from southbridge.cli import main
+from southbridge.commands import main
 
 raise SystemExit(main())

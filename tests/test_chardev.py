@@ -15,18 +15,17 @@ from pathlib import Path
 import pytest
 
 from southbridge.core.clock import HostClock, ManualClock
-from southbridge.core.irq import IrqLine
-from southbridge.devices import chardev
-from southbridge.devices.chardev import (
+from southbridge.devices.chardev import CharBackend, NullBackend
+from southbridge.devices.uart import LSR, LSR_DR, RBR, THR
+from southbridge.host import chardev
+from southbridge.host.chardev import (
     BufferBackend,
-    CharBackend,
     FileBackend,
-    NullBackend,
     StdioBackend,
     UnixSocketBackend,
     make_backend,
 )
-from southbridge.devices.uart import LSR, LSR_DR, RBR, THR, Uart16550
+from southbridge.machine.pc import PcMachine
 
 WAIT = 5.0  # seconds: generous bound for host threads; tests finish far sooner
 
@@ -401,10 +400,10 @@ def test_uart_over_unix_socket(tmp_path: Path) -> None:
     """Input from the socket's reader thread enters the UART under the device lock; guest
     output reaches the client after its character time on the manual clock."""
     path = short_path(tmp_path, "uart.sock")
-    clock = ManualClock()
-    lock = threading.RLock()
     b = UnixSocketBackend(path)
-    uart = Uart16550(clock, IrqLine(), b, lock=lock)
+    m = PcMachine(with_ram=False, serial=[b])
+    clock, lock, uart = m.clock, m.lock, m.serial[0]
+    assert isinstance(clock, ManualClock)
     uart.write(3, 1, 0x03)  # LCR: 8 data bits (after reset it is 5: 'o' would read 0x0F)
     try:
         c = connect(path)
@@ -432,12 +431,12 @@ def test_uart_echo_on_the_host_clock(tmp_path: Path) -> None:
     device lock while a "guest" thread polls LSR and echoes what it receives."""
     path = short_path(tmp_path, "echo.sock")
     clock = HostClock()
-    lock = threading.RLock()
+    b = UnixSocketBackend(path)
+    m = PcMachine(clock=clock, with_ram=False, serial=[b])
+    lock, uart = m.lock, m.serial[0]
     stop = threading.Event()
     timers = threading.Thread(target=clock.run, args=(stop, lock), daemon=True)
     timers.start()
-    b = UnixSocketBackend(path)
-    uart = Uart16550(clock, IrqLine(), b, lock=lock)
     with lock:
         for reg, value in ((3, 0x83), (0, 1), (1, 0), (3, 0x03), (2, 0x07)):
             uart.write(reg, 1, value)

@@ -11,6 +11,7 @@ latched).
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ from southbridge.core.clock import ManualClock
 from southbridge.core.portbus import PortBus
 from southbridge.core.state import StateError
 from southbridge.devices.debugexit import DebugExit
-from southbridge.devices.debugport import DebugCon, open_debugcon
+from southbridge.devices.debugport import DebugCon
 from southbridge.devices.postcode import PostCodePort
 from southbridge.devices.reset import Port92, ResetControl
+from southbridge.host.chardev import open_debugcon
 from southbridge.machine.pc import PcConfig, PcMachine
 from southbridge.qtest.server import QtestSession
 
@@ -80,13 +82,13 @@ def test_debugcon_output_error_drops_bytes_without_raising() -> None:
 
 def test_open_debugcon_file_and_stdio_and_bad_specs(tmp_path: Path) -> None:
     path = tmp_path / "log"
-    output, stream = open_debugcon(f"file:{path}")
-    output(b"x")
+    stream = open_debugcon(f"file:{path}")
+    stream.write(b"x")
     assert path.read_bytes() == b"x"  # unbuffered: visible at once
-    assert stream is not None
     stream.close()
-    out2, s2 = open_debugcon("stdio")
-    assert s2 is None and callable(out2)
+    s2 = open_debugcon("stdio")
+    s2.close()  # closing the console's sink leaves stdout itself open
+    assert not sys.stdout.closed
     for bad in ("", "file:", "tcp:1", "stdio:x", "file:a\0b"):
         with pytest.raises(ValueError):
             open_debugcon(bad)
@@ -98,7 +100,7 @@ def test_pc_debugcon_via_qtest_at_default_and_e9(tmp_path: Path) -> None:
     """Issue 5: --debugcon file:PATH at port 0x402; 0xE9 configurable (Bochs port)."""
     for port in (0x402, 0xE9):
         path = tmp_path / f"dc{port:x}"
-        m = PcMachine(PcConfig(debugcon=f"file:{path}", debugcon_port=port))
+        m = PcMachine(PcConfig(debugcon_port=port), debugcon=open_debugcon(f"file:{path}"))
         r = qtest(m, f"outb 0x{port:x} 0x4f", f"outb 0x{port:x} 0x4b", f"inb 0x{port:x}")
         assert r == ["OK", "OK", "OK 0x00e9"]
         assert path.read_bytes() == b"OK"
@@ -314,7 +316,7 @@ def test_any_access_sequence_never_raises_and_state_round_trips(
     exit_dev = DebugExit(req)
     bus.register(0x80, 1, post)
     bus.register(0x92, 1, p92)
-    bus.register(0x402, 1, DebugCon(out.write))  # type: ignore[arg-type]
+    bus.register(0x402, 1, DebugCon(out.write))
     bus.register(0xF4, 4, exit_dev)
     rcr = ResetControl(req)
     written = 0

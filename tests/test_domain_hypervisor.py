@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from southbridge.cli import main
+from southbridge.commands.domains import config_from_args
 from southbridge.core.clock import ManualClock
 from southbridge.domains.config import DomainConfig, HypervisorConfig, parse_config
 from southbridge.domains.hypervisor import Hypervisor
-from southbridge.domains.runcmd import config_from_args
 from southbridge.host.hide import parse_hide
 from southbridge.host.pciaddr import PciAddress
 from southbridge.host.simulated import SimulatedHost, build_simulated_host, example_specs

@@ -16,6 +16,7 @@ import pytest
 from southbridge.core.clock import NS_PER_SEC, HostClock
 from southbridge.core.device import BusDevice
 from southbridge.core.irq import IrqLine
+from southbridge.host.chardev import make_backend
 from southbridge.kvm import guestbuild
 from southbridge.kvm.loader import load_bios
 from southbridge.kvm.session import KvmSession
@@ -173,7 +174,9 @@ def test_interrupts_are_injected_into_a_halted_or_running_vcpu(mode: int) -> Non
 def _tour() -> tuple[RunEnd, str]:
     with tempfile.TemporaryDirectory() as tmp:
         out = pathlib.Path(tmp) / "com1.txt"
-        m = PcMachine(PcConfig(memory_mb=16, serial=f"file:{out}"), clock=HostClock())
+        m = PcMachine(
+            PcConfig(memory_mb=16), clock=HostClock(), serial=[make_backend(f"file:{out}")]
+        )
         load_bios(m, str(guestbuild.build("tour")))
         try:
             end, _ = _run(m, timeout=10)

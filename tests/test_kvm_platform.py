@@ -10,9 +10,9 @@ import pytest
 
 from southbridge.core.clock import HostClock
 from southbridge.core.device import BusDevice
+from southbridge.host.chardev import make_backend
 from southbridge.kvm import guestbuild
 from southbridge.kvm.loader import load_bios
-from southbridge.kvm.runner import close_machine
 from southbridge.kvm.session import KvmSession
 from southbridge.kvm.testing import kvm_unavailable_reason
 from southbridge.kvm.vcpu import RunEnd
@@ -42,7 +42,7 @@ class Recorder(BusDevice):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunEnd, Recorder, bytes]:
     com1 = tmp_path_factory.mktemp("platform") / "com1.txt"
-    m = PcMachine(PcConfig(memory_mb=16, serial=f"file:{com1}"), clock=HostClock())
+    m = PcMachine(PcConfig(memory_mb=16), clock=HostClock(), serial=[make_backend(f"file:{com1}")])
     rec = Recorder()
     m.ports.register(TEST_PORT, 4, rec, "recorder")
     load_bios(m, str(guestbuild.build("platform")))
@@ -50,7 +50,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunEnd, Recorder, byt
         with KvmSession(m) as session:
             end = session.run(10)
     finally:
-        close_machine(m)
+        m.close()
     return end, rec, Path(com1).read_bytes()
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from southbridge.core.clock import HostClock
-from southbridge.kvm.runner import close_machine, prepare_firmware
+from southbridge.host.chardev import open_debugcon
+from southbridge.kvm.firmware import prepare_firmware
 from southbridge.kvm.session import KvmSession
 from southbridge.kvm.testing import kvm_unavailable_reason
 from southbridge.kvm.vcpu import RunEnd
@@ -32,7 +33,7 @@ def post(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, float, int]:
     """Boot SeaBIOS until "No bootable device", then 0.5 s more of its idle wait; returns the
     log, the seconds to reach the message and the interrupts injected during the wait."""
     log = tmp_path_factory.mktemp("seabios") / "debugcon.log"
-    m = PcMachine(PcConfig(memory_mb=128, debugcon=f"file:{log}"), clock=HostClock())
+    m = PcMachine(PcConfig(memory_mb=128), clock=HostClock(), debugcon=open_debugcon(f"file:{log}"))
     shadow = prepare_firmware(m, SEABIOS.read_bytes())
     result: dict[str, float | int] = {}
     try:
@@ -56,7 +57,7 @@ def post(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, float, int]:
             end = session.run(timeout=60)
             watcher.join(5)
     finally:
-        close_machine(m)
+        m.close()
     text = log.read_text(errors="replace")
     assert end.reason == "test", f"{end.message}\n{text[-2000:]}"
     return text, float(result["post_s"]), int(result["idle_irqs"])

@@ -13,8 +13,9 @@ import pytest
 
 from southbridge.cli import main
 from southbridge.core.clock import HostClock
+from southbridge.host.chardev import open_debugcon
 from southbridge.kvm import guestbuild
-from southbridge.kvm.runner import close_machine, prepare_firmware
+from southbridge.kvm.firmware import prepare_firmware
 from southbridge.kvm.session import KvmSession
 from southbridge.kvm.testing import kvm_unavailable_reason
 from southbridge.kvm.vcpu import RunEnd
@@ -57,7 +58,9 @@ def test_seabios_finds_every_cpu(tmp_path: Path) -> None:
     those that run its real-mode trampoline, and waits for the CMOS 0x5F count (+1): its log
     says "Found 2 cpu(s) max supported 2 cpu(s)" (fw_cfg key 0x0F) with --smp 2."""
     log = tmp_path / "debugcon.log"
-    m = PcMachine(PcConfig(memory_mb=128, smp=2, debugcon=f"file:{log}"), clock=HostClock())
+    m = PcMachine(
+        PcConfig(memory_mb=128, smp=2), clock=HostClock(), debugcon=open_debugcon(f"file:{log}")
+    )
     shadow = prepare_firmware(m, SEABIOS.read_bytes())
     try:
         with KvmSession(m, cpus=2) as session:
@@ -76,7 +79,7 @@ def test_seabios_finds_every_cpu(tmp_path: Path) -> None:
             end = session.run(timeout=30)
             watcher.join(5)
     finally:
-        close_machine(m)
+        m.close()
     text = log.read_text(errors="replace")
     assert end.reason == "test", f"{end.message}\n{text[-2000:]}"
     assert "Found 2 cpu(s) max supported 2 cpu(s)" in text

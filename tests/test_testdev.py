@@ -19,6 +19,7 @@ from southbridge.core.portbus import PortBus
 from southbridge.core.state import StateError
 from southbridge.devices import testdev
 from southbridge.devices.testdev import PcTestdev
+from southbridge.host.chardev import open_debugcon
 from southbridge.machine.pc import PcConfig, PcMachine
 from southbridge.qtest.server import QtestSession
 
@@ -144,7 +145,7 @@ def test_pc_machine_through_qtest_drives_ioapic_inputs() -> None:
 
 
 def test_pc_machine_debugcon_at_e9_leaves_the_byte_alias_out(tmp_path: object) -> None:
-    m = PcMachine(PcConfig(debugcon="file:/dev/null", debugcon_port=0xE9))
+    m = PcMachine(PcConfig(debugcon_port=0xE9), debugcon=open_debugcon("file:/dev/null"))
     assert m.ports.find(0xE9) is not None and m.ports.find(0xE9).device is m.debugcon  # type: ignore[union-attr]
     assert m.ports.find(0xE8) is None
     assert m.debugcon_stream is not None

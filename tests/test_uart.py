@@ -21,7 +21,7 @@ from southbridge.core.clock import ManualClock
 from southbridge.core.irq import IrqLine
 from southbridge.core.portbus import PortBus
 from southbridge.core.state import StateError
-from southbridge.devices.chardev import BufferBackend
+from southbridge.devices.chardev import NullBackend
 from southbridge.devices.uart import (
     DLL,
     DLM,
@@ -47,7 +47,8 @@ from southbridge.devices.uart import (
     Uart16550,
     char_time_ns,
 )
-from southbridge.machine.pc import PcConfig, PcMachine
+from southbridge.host.chardev import BufferBackend, open_backends
+from southbridge.machine.pc import PcMachine
 from southbridge.qtest.server import QtestSession
 
 BASE = 0x3F8
@@ -587,11 +588,13 @@ class CountingLock:
 
 def test_backend_callbacks_enter_under_the_device_lock() -> None:
     """Input and output-ready callbacks come from backend threads: they take the machine's
-    device lock before touching the UART."""
-    clock = ManualClock()
-    lock = CountingLock()
+    device lock before touching the UART (the machine wraps them; the UART takes no lock)."""
     backend = BufferBackend(capacity=1)
-    uart = Uart16550(clock, IrqLine(), backend, lock=lock)  # type: ignore[arg-type]
+    m = PcMachine(with_ram=False, serial=[backend])
+    clock, uart = m.clock, m.serial[0]
+    assert isinstance(clock, ManualClock)
+    lock = CountingLock()
+    m.lock = lock  # type: ignore[assignment]
     backend.feed(b"a")
     assert lock.entries == 1 and uart._rx_timer.armed
     uart.write(LCR, 1, 0x03)
@@ -673,11 +676,11 @@ def test_pc_machine_com_ports() -> None:
     assert m.ports.read(0x2FD, 1) == 0xFF
     m.ports.write(0x3F9, 1, 0x02)
     assert m.gsi.line(4).level
-    m2 = PcMachine(PcConfig(serial2="none"), with_ram=False)
+    m2 = PcMachine(serial=[NullBackend(), NullBackend()], with_ram=False)
     m2.ports.write(0x2F9, 1, 0x02)
     assert m2.gsi.line(3).level and not m2.gsi.line(4).level
     with pytest.raises(ValueError, match="unknown serial backend"):
-        PcMachine(PcConfig(serial="tcp:1234"), with_ram=False)
+        open_backends(["tcp:1234"])
 
 
 def test_qtest_drives_com1_like_a_guest() -> None:

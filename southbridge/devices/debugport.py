@@ -8,43 +8,24 @@ detects that the console is there (QEMU hw/char/debugcon.c).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 from southbridge.core.device import BusDevice
 from southbridge.core.state import check_version, get_int
 
-Output = Callable[[bytes], None]
+Output = Callable[[bytes], object]
 
 DEFAULT_PORT = 0x402
 READBACK = 0xE9
 
 
-def open_debugcon(spec: str) -> tuple[Output, BinaryIO | None]:
-    """Parse `stdio` or `file:PATH` into an output callback and the stream to close later.
+class ByteSink(Protocol):
+    """Where the debugcon's bytes go (`southbridge.host.chardev.open_debugcon` opens one)."""
 
-    Files are opened unbuffered and truncated like QEMU's file chardev: one write per guest
-    byte costs far less than the VM exit that produced it, and nothing is lost if the run
-    ends abruptly. Raises ValueError for an unknown spec and OSError if the file cannot be
-    created.
-    """
-    if spec == "stdio":
-        out = sys.stdout.buffer
+    def write(self, data: bytes) -> object: ...
 
-        def to_stdout(data: bytes) -> None:
-            out.write(data)
-            out.flush()
-
-        return to_stdout, None
-    if spec.startswith("file:") and len(spec) > len("file:") and "\0" not in spec:
-        f = open(spec[len("file:") :], "wb", buffering=0)  # noqa: SIM115 - closed by owner
-
-        def to_file(data: bytes) -> None:
-            f.write(data)
-
-        return to_file, f
-    raise ValueError(f"debugcon backend must be 'stdio' or 'file:PATH', not {spec!r}")
+    def close(self) -> None: ...
 
 
 class DebugCon(BusDevice):

@@ -28,9 +28,7 @@ Choices where the datasheet is silent or a PC differs:
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from southbridge.core.clock import NS_PER_SEC, Clock
@@ -172,9 +170,10 @@ class Uart16550(BusDevice):
 
     The guest side is `read`/`write` through the bus. The host side is the backend (output
     and queued input, pulled at the line rate) plus `receive_char`/`receive_break` (a
-    character or break on SIN) and `set_modem_inputs`. Backend callbacks arrive on backend
-    threads and enter under `lock` (pass the machine's device lock when using threaded
-    backends); everything else runs in the caller's context.
+    character or break on SIN) and `set_modem_inputs`. The backend's callbacks are
+    `input_ready` and `output_ready`; the UART takes no lock (a pure state machine), so a
+    threaded backend must be attached through the machine, which calls them under its
+    device lock (`Machine.locked`), as Firecracker wraps vm-superio's serial in a mutex.
     """
 
     io_sizes = frozenset({1})
@@ -184,7 +183,6 @@ class Uart16550(BusDevice):
         clock: Clock,
         irq: IrqLine,
         backend: CharBackend,
-        lock: threading.RLock | None = None,
         name: str = "uart16550",
         out2_gates_irq: bool = False,
     ) -> None:
@@ -193,8 +191,6 @@ class Uart16550(BusDevice):
         self.backend = backend
         self.name = name
         self.out2_gates_irq = out2_gates_irq
-        # Backend threads enter through this lock (the machine's device lock).
-        self._lock = lock
         self.log = RateLimitedLog(logger)
         self._tx_timer = clock.timer(self._tx_done, f"{name}-tx")
         self._rx_timer = clock.timer(self._rx_tick, f"{name}-rx")
@@ -203,7 +199,7 @@ class Uart16550(BusDevice):
         self.scr = 0
         self.modem_inputs = DEFAULT_MODEM_INPUTS
         self._init_registers()
-        backend.attach(self._input_ready, self._output_ready)
+        backend.attach(self.input_ready, self.output_ready)
 
     def _init_registers(self) -> None:
         self.ier = 0
@@ -426,8 +422,9 @@ class Uart16550(BusDevice):
             self._receive(data[0])
         self._start_rx()
 
-    def _input_ready(self) -> None:
-        self._locked(self._start_rx)
+    def input_ready(self) -> None:
+        """Backend callback: host input is queued."""
+        self._start_rx()
 
     # -- transmitter -----------------------------------------------------------------------
     def _write_thr(self, value: int) -> None:
@@ -476,10 +473,8 @@ class Uart16550(BusDevice):
         self._load_tsr(end)
         self._update_irq()
 
-    def _output_ready(self) -> None:
-        self._locked(self._retry_tx)
-
-    def _retry_tx(self) -> None:
+    def output_ready(self) -> None:
+        """Backend callback: output it refused can be retried."""
         if self.tx_blocked and not self._tx_timer.armed:
             self._finish_char(self.clock.now())
 
@@ -549,13 +544,6 @@ class Uart16550(BusDevice):
         if not self.mcr & MCR_LOOP:
             self._set_lines(lines)
             self._update_irq()
-
-    def _locked(self, fn: Callable[[], None]) -> None:
-        if self._lock is None:
-            fn()
-        else:
-            with self._lock:
-                fn()
 
     # -- state -----------------------------------------------------------------------------
     def _remaining(self, deadline: int | None) -> int | None:

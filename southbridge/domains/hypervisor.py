@@ -26,6 +26,7 @@ from southbridge.domains.assignment import Assignments
 from southbridge.domains.config import DomainConfig, HypervisorConfig
 from southbridge.domains.privileged import PrivilegedView, permissive_masks
 from southbridge.domains.sources import source_for
+from southbridge.host.chardev import close_backends, open_backends
 from southbridge.host.inventory import HostInventory, load_lspci_dump, probe_sysfs
 from southbridge.host.simulated import SimulatedHost
 from southbridge.machine.pc import PcConfig, PcMachine
@@ -104,12 +105,22 @@ class Hypervisor:
         return self.domains
 
     def build_domain(self, dc: DomainConfig) -> Domain:
-        machine = PcMachine(
-            PcConfig(memory_mb=dc.memory_mb, smp=dc.smp, serial=dc.serial, debugcon=dc.debugcon),
-            clock=self.clock_factory(),
-            permissions=PortPermissions(),
-            host_ports=self.host_ports,
-        )
+        try:
+            serial, debugcon = open_backends([dc.serial], dc.debugcon)
+        except (ValueError, OSError) as e:
+            raise HypervisorError(f"{dc.name}: {e}") from None
+        try:
+            machine = PcMachine(
+                PcConfig(memory_mb=dc.memory_mb, smp=dc.smp),
+                clock=self.clock_factory(),
+                permissions=PortPermissions(),
+                host_ports=self.host_ports,
+                serial=serial,
+                debugcon=debugcon,
+            )
+        except BaseException:
+            close_backends(serial, debugcon)
+            raise
         dom = Domain(dc, machine)
         if dc.privileged:
             dom.view = PrivilegedView(self.assignments, self.sim, dc.permissive)
@@ -133,9 +144,9 @@ class Hypervisor:
     ) -> dict[str, RunEnd | None]:
         """Load each domain's image, run all domains until each ends; returns the RunEnd of
         every domain by name. Always shuts the domains down."""
+        from southbridge.kvm.firmware import DEFAULT_GUEST, prepare_firmware
         from southbridge.kvm.guestbuild import GuestBuildError, build
         from southbridge.kvm.loader import LoadError, read_image
-        from southbridge.kvm.runner import DEFAULT_GUEST, prepare_firmware
         from southbridge.kvm.session import KvmSession
         from southbridge.kvm.system import DEFAULT_DEVICE, KvmError
 
@@ -190,8 +201,6 @@ class Hypervisor:
 
     def shutdown(self) -> None:
         """Detach and release every assigned device; close sessions and backends."""
-        from southbridge.kvm.runner import close_machine
-
         if self._closed:
             return
         self._closed = True
@@ -205,4 +214,4 @@ class Hypervisor:
             if dom.session is not None:
                 dom.session.close()
             dom.session = None
-            close_machine(dom.machine)
+            dom.machine.close()

@@ -39,6 +39,6 @@ Modules: `abi` (linux/kvm.h in ctypes), `system` (/dev/kvm), `vm` (memory slots)
 (registers, CPUID, the run loop and interrupt injection), `apic` (a LAPIC model as a
 vCPU's interrupt controller: INTA, MSR exits, xAPIC window), `session` (threads and how a run
 ends), `loader` (BIOS images), `multiboot` (--kernel: Multiboot v1 without a BIOS),
-`runner` (`southbridge run`), `guestbuild`
-(the bundled assembly guests).
+`firmware` (the BIOS mapped and shadowed, the default guest), `guestbuild` (the bundled
+assembly guests). `southbridge run` itself is `southbridge.commands.run`.
 """

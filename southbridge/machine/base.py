@@ -62,3 +62,17 @@ class Machine:
             self.run_request = RunRequest(kind, status)
         for hook in self._request_hooks:
             hook(self.run_request)
+
+    def locked(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """`fn` wrapped to run under the device lock: for callbacks from host threads
+        (chardev backends), since devices take no locks themselves."""
+
+        def under_lock() -> None:
+            with self.lock:
+                fn()
+
+        return under_lock
+
+    def close(self) -> None:
+        """Release what the machine holds on the host (its backends); idempotent. The
+        machine's devices are not used afterwards."""

@@ -7,9 +7,9 @@ place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import BinaryIO
 
 from southbridge.core.clock import Clock
 from southbridge.core.hostports import HostPortBackend
@@ -18,8 +18,8 @@ from southbridge.devices import debugexit, fwcfg, i8042, postcode, reset, testde
 from southbridge.devices import ioapic as ioapic_mod
 from southbridge.devices import lapic as lapic_mod
 from southbridge.devices.apicbus import ApicBus
-from southbridge.devices.chardev import make_backend
-from southbridge.devices.debugport import DebugCon, open_debugcon
+from southbridge.devices.chardev import CharBackend, NullBackend
+from southbridge.devices.debugport import ByteSink, DebugCon
 from southbridge.devices.msi import MsiRouter
 from southbridge.devices.pic import PicPair
 from southbridge.devices.pit import Pit
@@ -36,15 +36,20 @@ MiB = 1 << 20
 class PcConfig:
     memory_mb: int = 128
     smp: int = 1
-    serial: str = "none"  # stdio | file:PATH | unix:PATH | none
-    serial2: str | None = None
-    debugcon: str | None = None  # stdio | file:PATH
     debugcon_port: int = 0x402
     rtc_base: str = "utc"  # utc | localtime | YYYY-MM-DDTHH:MM:SS
     extra: dict[str, object] = field(default_factory=dict)
 
 
+# Legacy COM ports: name, I/O base, ISA IRQ.
+COM_PORTS = (("com1", 0x3F8, 4), ("com2", 0x2F8, 3))
+
+
 class PcMachine(Machine):
+    """The pc platform. Host-side backends come opened (`southbridge.host.chardev`): `serial`
+    for COM1 and COM2 in order (none: COM1 with nothing plugged in), `debugcon` for the
+    debug console port; the machine owns them from here on and `close` closes them."""
+
     def __init__(
         self,
         config: PcConfig | None = None,
@@ -52,9 +57,15 @@ class PcMachine(Machine):
         permissions: PortPermissions | None = None,
         host_ports: HostPortBackend | None = None,
         with_ram: bool = True,
+        serial: Sequence[CharBackend] = (),
+        debugcon: ByteSink | None = None,
     ) -> None:
         super().__init__(clock, permissions, host_ports)
         self.config = config if config is not None else PcConfig()
+        if len(serial) > len(COM_PORTS):
+            raise ValueError(f"{len(serial)} serial ports: the pc has {len(COM_PORTS)}")
+        self._serial_backends: list[CharBackend] = list(serial) or [NullBackend()]
+        self.debugcon_stream = debugcon
         if with_ram:
             self._add_ram()
         self._add_pic()
@@ -111,22 +122,20 @@ class PcMachine(Machine):
         fill_cmos(self.rtc, self.config.memory_mb * MiB, cpus=self.config.smp)
 
     def _add_serial(self) -> None:
-        """16550A UARTs: COM1 at 0x3F8/IRQ4 always (backend "none" discards its output) and
-        COM2 at 0x2F8/IRQ3 when `serial2` is set. Backend threads enter under the device lock."""
+        """16550A UARTs: COM1 at 0x3F8/IRQ4 always (a null backend discards its output) and
+        COM2 at 0x2F8/IRQ3 when a second backend is given. Backend threads call the UART
+        under the device lock."""
         self.serial: list[Uart16550] = []
-        ports = [("com1", 0x3F8, 4, self.config.serial)]
-        if self.config.serial2 is not None:
-            ports.append(("com2", 0x2F8, 3, self.config.serial2))
-        for name, base, irq, spec in ports:
-            uart = Uart16550(
-                self.clock, self.gsi.input(irq, name), make_backend(spec), self.lock, name
-            )
+        for (name, base, irq), backend in zip(COM_PORTS, self._serial_backends, strict=False):
+            uart = Uart16550(self.clock, self.gsi.input(irq, name), backend, name)
+            backend.attach(self.locked(uart.input_ready), self.locked(uart.output_ready))
             self.ports.register(base, 8, uart, name)
             self.serial.append(uart)
 
     def _add_misc(self) -> None:
-        """The small QEMU-compatible platform devices: debugcon, POST port 0x80,
-        isa-debug-exit (0xF4, 4 ports), port 0x92, the i8042 (0x60/0x64, IRQ1/IRQ12),
+        """The small QEMU-compatible platform devices: debugcon (given a `debugcon` sink),
+        POST port 0x80, isa-debug-exit (0xF4, 4 ports), port 0x92, the i8042 (0x60/0x64,
+        IRQ1/IRQ12),
         fw_cfg (0x510, DMA at 0x514), pc-testdev, and the 0xCF9 reset control register
         (reached through the PCI 0xCF8 device, so not registered here).
 
@@ -136,10 +145,8 @@ class PcMachine(Machine):
         self._a20_sources = {"kbc": True, "port92": False}
         self.a20_enabled = True
         self.debugcon: DebugCon | None = None
-        self.debugcon_stream: BinaryIO | None = None
-        if self.config.debugcon is not None:
-            output, self.debugcon_stream = open_debugcon(self.config.debugcon)
-            self.debugcon = DebugCon(output)
+        if self.debugcon_stream is not None:
+            self.debugcon = DebugCon(self.debugcon_stream.write)
             self.ports.register(self.config.debugcon_port, 1, self.debugcon, "debugcon")
         self.postcode = postcode.PostCodePort(self.clock)
         self.ports.register(postcode.PORT, 1, self.postcode, "post-code")
@@ -260,6 +267,14 @@ class PcMachine(Machine):
                 self.gsi.ack(0 if pin == 2 else pin)
 
         self.ioapic.ack_listeners.append(ioapic_acked)
+
+    def close(self) -> None:
+        """Close the host-side backends (serial ports, debugcon) the machine was given."""
+        for uart in self.serial:
+            uart.backend.close()
+        if self.debugcon_stream is not None:
+            self.debugcon_stream.close()
+        super().close()
 
     def _set_a20(self, source: str, enabled: bool) -> None:
         self._a20_sources[source] = enabled

@@ -8,10 +8,8 @@ back. Names come from the system's pci.ids when there is one, else numbers alone
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
 
 from southbridge.pci.bus import PciBus
 from southbridge.pci.config import CLASS, PCIE_CONFIG_SIZE, PROG_IF, REVISION, SUBCLASS
@@ -167,24 +165,3 @@ def render(bus: PciBus, numeric: int = 2, hexlevel: int = 0, ids: PciIds | None 
     if hexlevel:
         return dump(bus, hexlevel, ids)
     return listing(bus, ids)
-
-
-def run_lspci(args: Any) -> int:
-    """`southbridge lspci`: the bus of a CPU-less pc machine, as lspci shows it."""
-    from southbridge.cli import UserError
-    from southbridge.core.clock import ManualClock
-    from southbridge.machine.pc import PcMachine
-
-    machine = PcMachine(clock=ManualClock())
-    bus = machine.pci_bus
-    numeric = int(args.numeric or 2)
-    hexlevel = int(args.hex or 0)
-    if args.dump:
-        try:
-            with open(args.dump, "w") as f:
-                f.write(dump(bus, max(3, hexlevel)))
-        except OSError as e:
-            raise UserError(f"cannot write {args.dump}: {e.strerror}") from None
-        return 0
-    sys.stdout.write(render(bus, numeric, hexlevel))
-    return 0

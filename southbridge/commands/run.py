@@ -7,31 +7,25 @@ guest powers off, or resets (or triple-faults) with --no-reboot; 124 when --time
 With --kernel a Multiboot kernel boots without a BIOS (southbridge/kvm/multiboot.py).
 Without --no-reboot a reset rebuilds the machine and runs the image again, like a PC's
 hard reset. With no --bios the bundled tour guest runs; it resets when done, and
---no-reboot is implied so that ends the run.
+--no-reboot is implied so that ends the run. With --config or --hide several domains run
+in one process (`southbridge.commands.domains`).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from southbridge.core.clock import HostClock
-from southbridge.core.trace import QtestTracer
-from southbridge.kvm import multiboot
-from southbridge.kvm.loader import LoadError, map_bios, read_image
-from southbridge.kvm.session import KvmSession
-from southbridge.kvm.system import DEFAULT_DEVICE, KvmError
-from southbridge.kvm.vcpu import RunEnd
-from southbridge.machine.pam import PamShadow
-from southbridge.machine.pc import MiB, PcConfig, PcMachine
+from southbridge.commands.common import Subparsers, check_timeout
+from southbridge.errors import UserError
 
-logger = logging.getLogger("southbridge.run")
+if TYPE_CHECKING:  # the KVM modules load only when a run starts
+    from southbridge.kvm import multiboot
+    from southbridge.kvm.vcpu import RunEnd
 
-DEFAULT_GUEST = "tour"
 KVM_DEVICE_ENV = "SOUTHBRIDGE_KVM_DEVICE"
 MIN_MEMORY_MB = 2
 # RAM is one region from 1 MiB up; keep it below the PCI/firmware hole at 3.5 GiB.
@@ -40,35 +34,106 @@ MAX_MEMORY_MB = 3584
 MAX_SMP = 254
 
 
-def prepare_firmware(machine: PcMachine, image: bytes) -> PamShadow:
-    """Map the BIOS image and give the PAM registers their effect on 0xC0000-0xFFFFF
-    (firmware shadows itself there; the pc machine already filled CMOS). Point the returned
-    shadow's `on_change` at the KVM session's `sync_memory`."""
-    map_bios(machine, image)
-    shadow = PamShadow(machine.memory)
-    machine.i440fx.on_pam.append(shadow.set_pam)
-    return shadow
+def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
+    r = sub.add_parser("run", help="run a guest under KVM on the pc machine's devices")
+    _add_boot_options(r)
+    _add_machine_options(r)
+    _add_run_options(r)
+    _add_domain_options(r)
+    r.set_defaults(func=run)
+    return r
 
 
-def close_machine(machine: PcMachine) -> None:
-    """Close the machine's host-side backends (serial, debugcon)."""
-    for uart in getattr(machine, "serial", []):
-        uart.backend.close()
-    stream = getattr(machine, "debugcon_stream", None)
-    if stream is not None:
-        stream.close()
+def _add_boot_options(r: argparse.ArgumentParser) -> None:
+    r.add_argument(
+        "--bios",
+        metavar="FILE",
+        help="firmware image mapped below 4 GiB (default: the bundled tour guest)",
+    )
+    r.add_argument(
+        "--kernel", metavar="FILE", help="boot a Multiboot (v1) kernel, ELF or a.out kludge"
+    )
+    r.add_argument("--append", metavar="STRING", help="the kernel's command line (with --kernel)")
+    r.add_argument(
+        "--initrd",
+        metavar="FILE",
+        help="Multiboot modules (with --kernel): FILE[ ARGS][,FILE...], module 0 first",
+    )
+
+
+def _add_machine_options(r: argparse.ArgumentParser) -> None:
+    r.add_argument(
+        "-m", "--memory", metavar="MB", type=int, default=128, help="guest RAM in MiB (default 128)"
+    )
+    r.add_argument(
+        "--serial",
+        metavar="SPEC",
+        default="stdio",
+        help="COM1 backend: stdio, file:PATH or none (default stdio)",
+    )
+    r.add_argument(
+        "--debugcon", metavar="SPEC", help="debug console on port 0x402: stdio or file:PATH"
+    )
+    r.add_argument("--smp", metavar="N", type=int, default=1, help="number of vCPUs")
+
+
+def _add_run_options(r: argparse.ArgumentParser) -> None:
+    r.add_argument(
+        "--trace", metavar="FILE", help="record every port and MMIO access as qtest commands"
+    )
+    r.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        help="end the run after this much host time (exit status 124)",
+    )
+    r.add_argument(
+        "--no-reboot",
+        action="store_true",
+        help="exit with status 0 when the guest resets instead of rebooting",
+    )
+    r.add_argument(
+        "--kvm-device",
+        metavar="PATH",
+        help="KVM device node (default $SOUTHBRIDGE_KVM_DEVICE or /dev/kvm)",
+    )
+
+
+def _add_domain_options(r: argparse.ArgumentParser) -> None:
+    r.add_argument(
+        "--config",
+        metavar="FILE",
+        help="run the domains of a hypervisor configuration (TOML) in one process",
+    )
+    r.add_argument(
+        "--hide",
+        action="append",
+        metavar="SPEC",
+        help="hide host PCI devices from the privileged domain: hide=02:01.0 or "
+        "(02:01.0)(0000:03:00.1); repeatable",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from southbridge.cli import UserError
+    if args.config or args.hide:
+        from southbridge.commands.domains import run_hypervisor
+
+        return run_hypervisor(args)
+    return run_machine(args)
+
+
+def run_machine(args: argparse.Namespace) -> int:
+    """One pc machine under KVM, rebuilt on every guest reset unless --no-reboot."""
+    from southbridge.kvm.loader import LoadError, read_image
+    from southbridge.kvm.system import DEFAULT_DEVICE
+    from southbridge.kvm.vcpu import RunEnd
 
     kvm_device = args.kvm_device or os.environ.get(KVM_DEVICE_ENV) or DEFAULT_DEVICE
     if not 1 <= args.smp <= MAX_SMP:
         raise UserError(f"--smp {args.smp}: the number of vCPUs must be 1-{MAX_SMP}")
     if not MIN_MEMORY_MB <= args.memory <= MAX_MEMORY_MB:
         raise UserError(f"-m {args.memory}: memory must be {MIN_MEMORY_MB}-{MAX_MEMORY_MB} MiB")
-    if args.timeout is not None and not args.timeout > 0:
-        raise UserError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
+    check_timeout(args.timeout)
     no_reboot = bool(args.no_reboot)
     kernel = _read_kernel(args)
     bios_path: str | None = None
@@ -77,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.bios is None:
         # The tour resets the machine when it is done: that ends the run (status 0).
         no_reboot = True
+        from southbridge.kvm.firmware import DEFAULT_GUEST
         from southbridge.kvm.guestbuild import GuestBuildError, build
 
         try:
@@ -123,7 +189,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_kernel(args: argparse.Namespace) -> multiboot.KernelFiles | None:
     """The --kernel/--append/--initrd files, read and checked once (None: no --kernel)."""
-    from southbridge.cli import UserError
+    from southbridge.kvm import multiboot
+    from southbridge.kvm.loader import LoadError
+    from southbridge.machine.pc import MiB
 
     kernel, append, initrd = args.kernel, args.append, args.initrd
     if kernel is None:
@@ -146,15 +214,27 @@ def _run_once(
     deadline: float | None,
     kernel: multiboot.KernelFiles | None = None,
 ) -> RunEnd:
-    from southbridge.cli import UserError
+    from southbridge.core.clock import HostClock
+    from southbridge.core.trace import QtestTracer
+    from southbridge.host.chardev import close_backends, open_backends
+    from southbridge.kvm import multiboot
+    from southbridge.kvm.firmware import prepare_firmware
+    from southbridge.kvm.loader import LoadError
+    from southbridge.kvm.session import KvmSession
+    from southbridge.kvm.system import KvmError
+    from southbridge.machine.pam import PamShadow
+    from southbridge.machine.pc import PcConfig, PcMachine
 
-    config = PcConfig(
-        memory_mb=args.memory, smp=args.smp, serial=args.serial, debugcon=args.debugcon
-    )
+    config = PcConfig(memory_mb=args.memory, smp=args.smp)
     try:
-        machine = PcMachine(config, clock=HostClock())
+        serial, debugcon = open_backends([args.serial], args.debugcon)
     except (ValueError, OSError) as e:
         raise UserError(str(e)) from None
+    try:
+        machine = PcMachine(config, clock=HostClock(), serial=serial, debugcon=debugcon)
+    except BaseException:
+        close_backends(serial, debugcon)
+        raise
     try:
         shadow: PamShadow | None = None
         plan: multiboot.BootPlan | None = None
@@ -181,6 +261,6 @@ def _run_once(
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             return session.run(timeout)
     finally:
-        close_machine(machine)
+        machine.close()
         if trace_file is not None:
             trace_file.flush()

@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the imports below cost `southbridge run` 30 ms of start-up: deferred
-    from southbridge.domains.config import HypervisorConfig
-    from southbridge.host.inventory import HostInventory
+from southbridge.commands.common import Subparsers
+from southbridge.errors import UserError
 
 
-def load_inventory(cfg: HypervisorConfig) -> HostInventory:
-    from southbridge.host.inventory import load_lspci_dump, probe_sysfs
+def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
+    h = sub.add_parser("host", help="list the host's PCI devices and whether each is hidden")
+    h.add_argument("--sysfs", metavar="ROOT", help="sysfs root to probe (default /sys)")
+    h.add_argument("--lspci-dump", metavar="FILE", help="read an lspci -xxx dump instead")
+    h.add_argument(
+        "--hide",
+        action="append",
+        metavar="SPEC",
+        help="hide=02:01.0 or (02:01.0)(0000:03:00.1); repeatable",
+    )
+    h.add_argument("--config", metavar="FILE", help="hypervisor configuration (TOML)")
+    h.set_defaults(func=run)
+    return h
 
-    if cfg.lspci_dump:
-        return load_lspci_dump(cfg.lspci_dump)
-    return probe_sysfs(cfg.sysfs or "/sys")
 
-
-def run_host(args: argparse.Namespace) -> int:
-    from southbridge.cli import UserError
+def run(args: argparse.Namespace) -> int:
+    # Deferred: these imports cost every other command's start-up 30 ms.
     from southbridge.domains.assignment import Assignments
     from southbridge.domains.config import ConfigError, HypervisorConfig, load_config
+    from southbridge.domains.hypervisor import load_inventory
     from southbridge.host.hide import HideError, parse_hide
     from southbridge.host.inventory import InventoryError
     from southbridge.host.pciids import lspci_nn_line
@@ -49,17 +55,3 @@ def run_host(args: argparse.Namespace) -> int:
         line = lspci_nn_line(dev.addr.short(), dev.class_code, dev.vendor, dev.device, dev.revision)
         print(f"{ledger.status(dev.addr):<20} {line}")
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    h = sub.add_parser("host", help="list the host's PCI devices and whether each is hidden")
-    h.add_argument("--sysfs", metavar="ROOT", help="sysfs root to probe (default /sys)")
-    h.add_argument("--lspci-dump", metavar="FILE", help="read an lspci -xxx dump instead")
-    h.add_argument(
-        "--hide",
-        action="append",
-        metavar="SPEC",
-        help="hide=02:01.0 or (02:01.0)(0000:03:00.1); repeatable",
-    )
-    h.add_argument("--config", metavar="FILE", help="hypervisor configuration (TOML)")
-    h.set_defaults(func=run_host)

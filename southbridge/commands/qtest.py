@@ -1,4 +1,5 @@
-"""Running qtest sessions from the command line: stdio, a script, or a unix socket."""
+"""`southbridge qtest`: QEMU's qtest protocol over a CPU-less pc machine, from stdin, a
+script or a unix socket."""
 
 from __future__ import annotations
 
@@ -7,12 +8,23 @@ import contextlib
 import os
 import socket
 import sys
-from importlib import resources
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from southbridge.core.trace import QtestTracer
-from southbridge.machine.pc import PcMachine
-from southbridge.qtest.server import QtestSession
+from southbridge.commands.common import Subparsers
+from southbridge.errors import UserError
+
+if TYPE_CHECKING:  # the machine is built only when the command runs
+    from southbridge.machine.pc import PcMachine
+    from southbridge.qtest.server import QtestSession
+
+
+def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
+    q = sub.add_parser("qtest", help="serve QEMU's qtest protocol over a CPU-less pc machine")
+    q.add_argument("--socket", metavar="PATH", help="listen on a unix socket instead of stdio")
+    q.add_argument("--trace", metavar="FILE", help="also record every access as qtest lines")
+    q.add_argument("script", nargs="?", help="read commands from FILE instead of stdin")
+    q.set_defaults(func=run)
+    return q
 
 
 def _serve_lines(session: QtestSession, infile: TextIO) -> None:
@@ -21,7 +33,8 @@ def _serve_lines(session: QtestSession, infile: TextIO) -> None:
 
 
 def _machine_with_trace(trace: str | None) -> tuple[PcMachine, TextIO | None]:
-    from southbridge.cli import UserError
+    from southbridge.core.trace import QtestTracer
+    from southbridge.machine.pc import PcMachine
 
     machine = PcMachine()
     out: TextIO | None = None
@@ -36,8 +49,8 @@ def _machine_with_trace(trace: str | None) -> tuple[PcMachine, TextIO | None]:
     return machine, out
 
 
-def run_qtest(args: argparse.Namespace) -> int:
-    from southbridge.cli import UserError
+def run(args: argparse.Namespace) -> int:
+    from southbridge.qtest.server import QtestSession
 
     machine, trace_out = _machine_with_trace(args.trace)
     try:
@@ -66,7 +79,7 @@ def run_qtest(args: argparse.Namespace) -> int:
 
 def _serve_socket(machine: PcMachine, path: str) -> None:
     """Accept one client at a time on a unix socket; each connection is a fresh session."""
-    from southbridge.cli import UserError
+    from southbridge.qtest.server import QtestSession
 
     if os.path.exists(path):
         os.unlink(path)
@@ -91,21 +104,3 @@ def _serve_socket(machine: PcMachine, path: str) -> None:
         srv.close()
         if os.path.exists(path):
             os.unlink(path)
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    """Replay the bundled sample trace, echoing each command with its answer."""
-    text = resources.files("southbridge").joinpath("data/sample.qtest").read_text()
-    machine = PcMachine()
-
-    answers: list[str] = []
-    session = QtestSession(machine, answers.append)
-    for line in text.splitlines():
-        if not line.strip() or line.startswith("#"):
-            if line.startswith("# "):
-                print(line)
-            continue
-        answers.clear()
-        session.handle(line)
-        print(f"  {line:<40} -> {' | '.join(a.strip() for a in answers)}")
-    return 0

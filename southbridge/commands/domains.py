@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from southbridge.commands.common import check_timeout
 from southbridge.domains.config import ConfigError, DomainConfig, HypervisorConfig, load_config
+from southbridge.errors import UserError
 from southbridge.host.hide import HideError, parse_hide
 from southbridge.host.inventory import InventoryError
 
@@ -42,11 +44,9 @@ def config_from_args(args: argparse.Namespace) -> HypervisorConfig:
 
 
 def run_hypervisor(args: argparse.Namespace) -> int:
-    from southbridge.cli import UserError
     from southbridge.domains.hypervisor import Hypervisor, HypervisorError
 
-    if args.timeout is not None and not args.timeout > 0:
-        raise UserError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
+    check_timeout(args.timeout)
     try:
         cfg = config_from_args(args)
         hv = Hypervisor(cfg)
