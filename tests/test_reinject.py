@@ -5,7 +5,8 @@ counts each period in `pending`, `pit_do_work` injects only while `irq_ack` is s
 clears it, `kvm_pit_ack_irq` (the irq ack notifier, called by the 8259 and the IOAPIC)
 sets it again and injects the next pending tick. So a late host timer or a guest that takes
 its interrupts late loses no IRQ0 edge, gets at most one edge per acknowledge, and the debt
-stays bounded. The same pacing is optional for the LAPIC timer in periodic mode.
+stays bounded. The same pacing is optional for the LAPIC timer in periodic mode and is the
+RTC's "slew" policy (QEMU's lost_tick_policy=slew for mc146818rtc).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from southbridge.devices import lapic as lapic_mod
 from southbridge.devices import pit as pit_mod
 from southbridge.devices.pic import PicPair
 from southbridge.devices.pit import MAX_OWED, Pit, ticks_to_ns
+from southbridge.devices.rtc import Rtc
 from southbridge.machine.pc import PcMachine
 
 PERIOD = ticks_to_ns(1193)  # mode 2, count 1193: 1000.15 Hz
@@ -241,3 +243,60 @@ def test_lapic_reinject_one_tick_per_eoi() -> None:
     assert a.highest_pending() is None  # the next waits for the EOI, not the INTA
     a.write(0xB0, 4, 0)
     assert a.highest_pending() == 0x31 and a._timer_owed == 3
+
+
+# -- RTC slew ------------------------------------------------------------------------------
+
+
+def slew_rtc() -> tuple[ManualClock, Rtc, IrqLine, list[int]]:
+    clock = ManualClock()
+    line = IrqLine("irq8")
+    rises: list[int] = []
+    line.connect(lambda level: rises.append(clock.now()) if level else None)
+    rtc = Rtc(clock, line, base="2024-01-01T00:00:00", lost_tick_policy="slew")
+    rtc.write(0, 1, 0x0A)
+    rtc.write(1, 1, 0x26)  # rate 6: 1024 Hz
+    rtc.write(0, 1, 0x0B)
+    rtc.write(1, 1, 0x52)  # PIE | UIE | 24-hour
+    return clock, rtc, line, rises
+
+
+def read_c(rtc: Rtc) -> int:
+    rtc.write(0, 1, 0x0C)
+    return rtc.read(1, 1)
+
+
+def test_rtc_slew_delivers_an_owed_tick_as_soon_as_c_is_read_and_irq8_acknowledged() -> None:
+    clock, rtc, line, rises = slew_rtc()
+    clock.set(10 * 976_563)  # the guest ignored ten periods: one PF, nine owed
+    assert len(rises) == 1
+    line.ack()  # INTA
+    assert read_c(rtc) & 0x40
+    clock.advance(0)
+    assert len(rises) == 2 and rises[-1] == clock.now()  # at once, not period/8 later
+    read_c(rtc)  # read C without an acknowledge of the last IRQ8: QEMU's spacing
+    clock.advance(0)
+    assert len(rises) == 2
+    clock.advance(976_563 // 8 + 1)
+    assert len(rises) == 3
+
+
+def test_rtc_update_flag_waits_for_the_ticks_owed_from_before_it() -> None:
+    """A guest counting PF between two UF interrupts counts 1024 in every second even when
+    it took its interrupts late around the update (the tour's measurement)."""
+    clock, rtc, line, _rises = slew_rtc()
+    counts: list[int] = []
+    pf = 0
+    t = 0
+    while len(counts) < 3 and t < 4 * NS_PER_SEC:
+        t += 3_000_000  # the guest gets to run every 3 ms only
+        clock.set(t)
+        while line.level:
+            line.ack()
+            c = read_c(rtc)
+            pf += bool(c & 0x40)
+            if c & 0x10:
+                counts.append(pf)
+                pf = 0
+            clock.advance(0)
+    assert counts[1:] == [1024, 1024]

@@ -29,8 +29,14 @@ Choices where the datasheet leaves room, or where we differ from QEMU:
   convention, encoded like the other bytes (BCD unless DM) and carried with the year.
 * Out-of-range times the guest writes carry like timegm() and are logged (rate-limited).
 * Lost ticks: "discard" coalesces edges missed by a late timer or an unacknowledged IRQ8;
-  "slew" owes them (up to SLEW_MAX_OWED_S seconds' worth) and delivers each one
-  period/(min(owed, 7) + 1) after the guest reads C, like QEMU's coalesced timer.
+  "slew" owes them (up to SLEW_MAX_OWED_S seconds' worth) and is acknowledge-paced: an
+  owed tick is delivered as soon as the guest has read C and the interrupt controller has
+  acknowledged the IRQ8 before it (INTA, or the EOI of the IOAPIC pin's vector, heard through
+  the line's `on_ack`), like the PIT's reinjection. Without such an acknowledge (IRQ8 masked,
+  a polling guest) it falls back to QEMU's coalesced timer spacing: each owed tick
+  period/(min(owed, 7) + 1) after the read of C. An update-ended flag due while ticks from
+  before it are still owed waits for them, so a guest counting ticks between two update
+  interrupts counts them in the second they belong to.
 """
 
 from __future__ import annotations
@@ -147,6 +153,9 @@ class Rtc(BusDevice):
         self._synced = now
         self._lost = 0  # slew: periodic ticks owed to the guest
         self._catchup_at: int | None = None
+        self._uf_hold = 0  # slew: owed ticks to deliver before a held update-ended flag
+        self._irq_unacked = False  # IRQ8 rose and no controller acknowledged it yet
+        irq.on_ack(self._on_irq_ack)
         self._timer = clock.timer(self._on_timer, "rtc")
         # Power-on values (QEMU rtc_realizefn): 32.768 kHz divider running, 976.5625 us
         # rate, BCD, 24-hour; D shows the battery good.
@@ -228,13 +237,16 @@ class Rtc(BusDevice):
         """Latch the flags of every event in (last sync, now] under the current settings."""
         now = self.clock.now()
         last = self._synced
-        if now <= last:
-            return last
+        if now <= last and (self._catchup_at is None or self._catchup_at > now):
+            return last  # nothing new (an owed tick due at this very instant still counts)
+        now = max(now, last)
         self._synced = now
         if not self._running():
             return now
         g0, g1 = self.guest_ns(last), self.guest_ns(now)
         period = self._period()
+        edges = delivered = 0
+        lost_before = self._lost
         if period:
             edges = g1 * TICK_HZ // NS // period - g0 * TICK_HZ // NS // period
             catchup = self._catchup_at is not None and self._catchup_at <= now
@@ -248,10 +260,23 @@ class Rtc(BusDevice):
                 self._lost = min(limit, max(0, self._lost + edges - delivered))
                 if delivered:
                     self._flags |= PF
+                    if self._uf_hold:  # each delivery is the oldest owed tick
+                        self._uf_hold -= 1
+                        if not self._uf_hold:
+                            self._flags |= UF  # the ticks before the update are all out
             elif edges:
                 self._flags |= PF
         if not self.reg_b & SET and g1 // NS > g0 // NS:
-            self._flags |= UF
+            hold = 0
+            if self.policy == "slew" and self.reg_b & PIE and period:
+                # Ticks due up to this update and still owed: the flag follows them. The
+                # owed ones are the oldest, so those due after the update come last.
+                after = g1 * TICK_HZ // NS // period - (g1 // NS) * TICK_HZ // period
+                hold = min(self._lost, max(0, lost_before + edges - after - delivered))
+            if hold:
+                self._uf_hold = hold
+            else:
+                self._flags |= UF
             first = g0 // NS + 1
             alarm = self._next_alarm_second(first)
             if alarm is not None and alarm <= g1 // NS:
@@ -284,6 +309,10 @@ class Rtc(BusDevice):
 
     def _arm(self) -> None:
         """Drive IRQ8 from IRQF and arm the timer for the next rising instant only."""
+        if self._uf_hold and not self._lost:
+            self._release_uf()  # the owed ticks went (or were dropped) another way
+        if self.irqf and not self.irq.level:
+            self._irq_unacked = True
         self.irq.set(self.irqf)
         when = self._next_event(self.clock.now())
         if when is None:
@@ -323,13 +352,31 @@ class Rtc(BusDevice):
         return self.bank0[idx]
 
     def _ack_c(self, now: int) -> None:
-        """Reading C clears every flag and releases IRQ8; slew schedules an owed tick."""
+        """Reading C clears every flag and releases IRQ8; slew schedules an owed tick: at
+        once when the controller acknowledged the last IRQ8, else QEMU's spacing."""
         self._flags = 0
         period = self._period()
         if self._lost and period and self.reg_b & PIE:
-            divide = min(self._lost, SLEW_MAX_DIVIDE - 1) + 1
-            self._catchup_at = now + period * NS // TICK_HZ // divide
+            if self._irq_unacked:
+                divide = min(self._lost, SLEW_MAX_DIVIDE - 1) + 1
+                self._catchup_at = now + period * NS // TICK_HZ // divide
+            else:
+                self._catchup_at = now
         self._arm()
+
+    def _on_irq_ack(self) -> None:
+        """The interrupt controller took IRQ8: an owed tick waiting for it goes out now."""
+        self._irq_unacked = False
+        if self._catchup_at is not None and not self._flags & PF:
+            now = self.clock.now()
+            if self._catchup_at > now:
+                self._catchup_at = now
+                self._arm()
+
+    def _release_uf(self) -> None:
+        if self._uf_hold:
+            self._uf_hold = 0
+            self._flags |= UF
 
     def _write0(self, idx: int, value: int) -> None:
         now = self._sync()
@@ -396,6 +443,7 @@ class Rtc(BusDevice):
         if not value & PIE:
             self._lost = 0
             self._catchup_at = None
+            self._release_uf()
 
     # -- bus ------------------------------------------------------------------------------------
     def read(self, offset: int, size: int) -> int:
@@ -465,6 +513,7 @@ class Rtc(BusDevice):
         self._flags = 0
         self._lost = 0
         self._catchup_at = None
+        self._uf_hold = 0
         self._arm()
 
     # -- state ----------------------------------------------------------------------------------
@@ -490,6 +539,7 @@ class Rtc(BusDevice):
             "policy": self.policy,
             "lost": self._lost,
             "catchup_in": None if self._catchup_at is None else max(0, self._catchup_at - now),
+            "uf_hold": self._uf_hold,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -521,6 +571,7 @@ class Rtc(BusDevice):
         catchup = state.get("catchup_in")
         if catchup is not None:
             catchup = get_int(state, "catchup_in", 0, period * NS // TICK_HZ if lost else -1)
+        uf_hold = get_int(state, "uf_hold", 0, lost) if "uf_hold" in state else 0
         guest = get_int(state, "guest_ns", -_BOUND, _BOUND)
         offset = get_int(state, "offset_ns", -_BOUND, _BOUND)
         index = get_int(state, "index", 0, 0x7F)
@@ -536,6 +587,7 @@ class Rtc(BusDevice):
         self.offset_ns = offset
         self._base_ns = guest - offset - now
         self._lost = lost
+        self._uf_hold = uf_hold
         self._catchup_at = None if catchup is None else now + catchup
         self._synced = now
         self._arm()
