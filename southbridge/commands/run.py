@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_machine(args: argparse.Namespace) -> int:
     """One pc machine under KVM, rebuilt on every guest reset unless --no-reboot."""
+    from southbridge.host.userfile import open_output_text
     from southbridge.kvm.loader import LoadError, read_image
     from southbridge.kvm.system import DEFAULT_DEVICE
     from southbridge.kvm.vcpu import RunEnd
@@ -159,7 +160,7 @@ def run_machine(args: argparse.Namespace) -> int:
     trace_file: TextIO | None = None
     if args.trace:
         try:
-            trace_file = open(args.trace, "w")  # noqa: SIM115 - closed below
+            trace_file = open_output_text(args.trace)  # closed below
         except OSError as e:
             raise UserError(f"--trace {args.trace!r}: {e.strerror}") from None
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
