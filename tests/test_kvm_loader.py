@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from southbridge.core.device import BusDevice
+from southbridge.host import userfile
 from southbridge.kvm import loader
 from southbridge.kvm.loader import LoadError, load_bios, map_bios, read_image
 from southbridge.machine.base import Machine
@@ -133,7 +134,7 @@ def test_unreadable_image_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
         def deny(*args: object, **kwargs: object) -> None:
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(loader, "open", deny, raising=False)
+        monkeypatch.setattr(userfile, "_open_fd", deny)
     with pytest.raises(LoadError, match="not readable"):
         read_image(str(p))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from southbridge import cli
+from southbridge.host import userfile
 from southbridge.kvm import guestbuild, loader
 from southbridge.kvm.testing import kvm_unavailable_reason
 
@@ -69,7 +70,7 @@ def test_unreadable_image(
         def deny(*args: object, **kwargs: object) -> None:
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(loader, "open", deny, raising=False)
+        monkeypatch.setattr(userfile, "_open_fd", deny)
     rc, _, err = _run(capsys, "--bios", str(image))
     assert rc == 2
     _one_error(err, "not readable")

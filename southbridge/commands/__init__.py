@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from southbridge import __version__
 from southbridge.commands import demo, host, lspci, qtest, run
+from southbridge.commands.common import Parser
 from southbridge.errors import UserError
 
 # In the order `southbridge --help` lists them.
@@ -24,7 +25,7 @@ DESCRIPTION = "The `southbridge` command line."
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="southbridge", description=DESCRIPTION)
+    p = Parser(prog="southbridge", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"southbridge {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = p.add_subparsers(dest="command", required=True)

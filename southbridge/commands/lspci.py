@@ -20,6 +20,7 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from southbridge.core.clock import ManualClock
+    from southbridge.host.userfile import open_output_text
     from southbridge.machine.pc import PcMachine
     from southbridge.pci.lspci import dump, render
 
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     hexlevel = int(args.hex or 0)
     if args.dump:
         try:
-            with open(args.dump, "w") as f:
+            with open_output_text(args.dump) as f:
                 f.write(dump(bus, max(3, hexlevel)))
         except OSError as e:
             raise UserError(f"cannot write {args.dump}: {e.strerror}") from None

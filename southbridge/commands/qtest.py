@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import socket
+import stat
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -16,6 +18,10 @@ from southbridge.errors import UserError
 if TYPE_CHECKING:  # the machine is built only when the command runs
     from southbridge.machine.pc import PcMachine
     from southbridge.qtest.server import QtestSession
+
+# A script is read whole (and checked) before the first command runs; traces of a long
+# session stay far below this.
+MAX_SCRIPT_BYTES = 64 << 20
 
 
 def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
@@ -34,13 +40,14 @@ def _serve_lines(session: QtestSession, infile: TextIO) -> None:
 
 def _machine_with_trace(trace: str | None) -> tuple[PcMachine, TextIO | None]:
     from southbridge.core.trace import QtestTracer
+    from southbridge.host.userfile import open_output_text
     from southbridge.machine.pc import PcMachine
 
     machine = PcMachine()
     out: TextIO | None = None
     if trace:
         try:
-            out = open(trace, "w")  # noqa: SIM115 - lives as long as the session
+            out = open_output_text(trace)  # lives as long as the session
         except OSError as e:
             raise UserError(f"cannot write trace {trace}: {e.strerror}") from None
         tracer = QtestTracer(out, machine.clock)
@@ -52,6 +59,8 @@ def _machine_with_trace(trace: str | None) -> tuple[PcMachine, TextIO | None]:
 def run(args: argparse.Namespace) -> int:
     from southbridge.qtest.server import QtestSession
 
+    # Read (and refuse) the script before anything is built or a trace file truncated.
+    script = _read_script(args.script) if args.script else None
     machine, trace_out = _machine_with_trace(args.trace)
     try:
         if args.socket:
@@ -63,30 +72,81 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
 
         session = QtestSession(machine, send)
-        if args.script:
-            try:
-                with open(args.script) as f:
-                    _serve_lines(session, f)
-            except OSError as e:
-                raise UserError(f"cannot read {args.script}: {e.strerror}") from None
+        if script is not None:
+            for line in script.splitlines(keepends=True):
+                session.handle(line)
         else:
-            _serve_lines(session, sys.stdin)
+            # A stream, not a file: an undecodable line is answered FAIL like any unknown
+            # command (as on the socket).
+            stream = _stdin_text()
+            try:
+                _serve_lines(session, stream)
+            finally:
+                if stream is not sys.stdin and isinstance(stream, io.TextIOWrapper):
+                    stream.detach()  # leave sys.stdin's own buffer open
         return 0
     finally:
         if trace_out is not None:
             trace_out.close()
 
 
+def _stdin_text() -> TextIO:
+    """stdin as text where a bad byte is U+FFFD (a replaced stdin without bytes is used as
+    it is: it holds text already)."""
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:
+        return sys.stdin
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+
+
+def _read_script(path: str) -> str:
+    from southbridge.host.userfile import InputFileError, read_text
+
+    try:
+        return read_text(path, "qtest script", MAX_SCRIPT_BYTES, allow_empty=True)
+    except InputFileError as e:
+        raise UserError(f"cannot read {path}: {e.reason}") from None
+
+
+def _claim_socket_path(path: str) -> None:
+    """Make room for our socket at `path`: nothing there, or a stale socket (one nobody
+    listens on), which is removed. Anything else (a file, a directory, a live socket) is
+    refused: never delete what is not a dead socket."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise UserError(f"--socket {path!r}: {e.strerror}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise UserError(f"--socket {path!r} exists and is not a socket: not replacing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)  # a live server with a full backlog must not block us
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)  # nobody listens: a socket left by a run that ended
+        return
+    except BlockingIOError:
+        pass
+    except OSError as e:
+        raise UserError(f"--socket {path!r}: {e.strerror}") from None
+    finally:
+        probe.close()
+    raise UserError(f"--socket {path!r} is in use by a running server")
+
+
 def _serve_socket(machine: PcMachine, path: str) -> None:
     """Accept one client at a time on a unix socket; each connection is a fresh session."""
     from southbridge.qtest.server import QtestSession
 
-    if os.path.exists(path):
-        os.unlink(path)
+    _claim_socket_path(path)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         srv.bind(path)
+        ours = os.lstat(path)
     except OSError as e:
+        srv.close()
         raise UserError(f"cannot listen on {path}: {e.strerror}") from None
     srv.listen(1)
     try:
@@ -102,5 +162,8 @@ def _serve_socket(machine: PcMachine, path: str) -> None:
                     _serve_lines(session, rf)
     finally:
         srv.close()
-        if os.path.exists(path):
-            os.unlink(path)
+        # Remove the socket only if it is still the one we bound (not a file put there since).
+        with contextlib.suppress(OSError):
+            st = os.lstat(path)
+            if (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
+                os.unlink(path)

@@ -24,7 +24,7 @@ from southbridge.errors import UserError
 
 if TYPE_CHECKING:  # the KVM modules load only when a run starts
     from southbridge.kvm import multiboot
-    from southbridge.kvm.vcpu import RunEnd
+    from southbridge.kvm.runend import RunEnd
 
 KVM_DEVICE_ENV = "SOUTHBRIDGE_KVM_DEVICE"
 MIN_MEMORY_MB = 2
@@ -124,9 +124,10 @@ def run(args: argparse.Namespace) -> int:
 
 def run_machine(args: argparse.Namespace) -> int:
     """One pc machine under KVM, rebuilt on every guest reset unless --no-reboot."""
+    from southbridge.host.userfile import open_output_text
     from southbridge.kvm.loader import LoadError, read_image
+    from southbridge.kvm.runend import RunEnd
     from southbridge.kvm.system import DEFAULT_DEVICE
-    from southbridge.kvm.vcpu import RunEnd
 
     kvm_device = args.kvm_device or os.environ.get(KVM_DEVICE_ENV) or DEFAULT_DEVICE
     if not 1 <= args.smp <= MAX_SMP:
@@ -159,7 +160,7 @@ def run_machine(args: argparse.Namespace) -> int:
     trace_file: TextIO | None = None
     if args.trace:
         try:
-            trace_file = open(args.trace, "w")  # noqa: SIM115 - closed below
+            trace_file = open_output_text(args.trace)  # closed below
         except OSError as e:
             raise UserError(f"--trace {args.trace!r}: {e.strerror}") from None
     deadline = None if args.timeout is None else time.monotonic() + args.timeout

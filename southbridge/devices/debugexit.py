@@ -9,16 +9,14 @@ keeps is the low 8 bits of the requested status.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from southbridge.core.device import BusDevice
+from southbridge.core.request import Request
 from southbridge.core.state import check_version
 
 PORT = 0xF4
 IOSIZE = 4
-
-Request = Callable[[str, int], None]
 
 
 class DebugExit(BusDevice):

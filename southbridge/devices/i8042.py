@@ -23,6 +23,7 @@ from typing import Any
 from southbridge.core.device import BusDevice
 from southbridge.core.irq import IrqLine
 from southbridge.core.ratelog import RateLimitedLog
+from southbridge.core.request import Request
 from southbridge.core.state import StateError, check_version, get_bool, get_int
 
 DATA_PORT = 0x60
@@ -30,7 +31,6 @@ STATUS_PORT = 0x64
 
 _log = RateLimitedLog(logging.getLogger("southbridge.i8042"))
 
-Request = Callable[[str, int], None]
 A20Sink = Callable[[bool], None]
 
 # Status register

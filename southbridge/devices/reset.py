@@ -20,6 +20,7 @@ from typing import Any
 
 from southbridge.core.device import BusDevice
 from southbridge.core.ratelog import RateLimitedLog
+from southbridge.core.request import Request
 from southbridge.core.state import StateError, check_version, get_int
 
 PORT92 = 0x92
@@ -27,7 +28,6 @@ RCR_PORT = 0xCF9
 
 _log = RateLimitedLog(logging.getLogger("southbridge.reset"))
 
-Request = Callable[[str, int], None]
 A20Sink = Callable[[bool], None]
 
 P92_RESET = 0x01

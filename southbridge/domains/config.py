@@ -29,6 +29,10 @@ from typing import Any
 
 from southbridge.host.hide import HideError, parse_hide
 from southbridge.host.pciaddr import PciAddress, PciAddressError
+from southbridge.host.userfile import InputFileError, read_text
+
+# A configuration is a few dozen lines; a megabyte is already absurd.
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class ConfigError(ValueError):
@@ -153,7 +157,7 @@ def parse_config(data: dict[str, Any], source: str = "config") -> HypervisorConf
             ok = isinstance(ranges, list) and all(
                 isinstance(r, list)
                 and len(r) == 2
-                and all(isinstance(x, int) for x in r)
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in r)
                 and 0 <= r[0] < 4096
                 and r[1] in (1, 2, 4)
                 for r in ranges
@@ -181,10 +185,14 @@ def parse_config(data: dict[str, Any], source: str = "config") -> HypervisorConf
 
 def load_config(path: str | Path) -> HypervisorConfig:
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+        text = read_text(path, "configuration", MAX_CONFIG_BYTES, allow_empty=True)
+    except InputFileError as e:
+        raise ConfigError(f"cannot read {path}: {e.reason}") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
     return parse_config(data, str(path))

@@ -32,8 +32,8 @@ from southbridge.host.simulated import SimulatedHost
 from southbridge.machine.pc import PcConfig, PcMachine
 
 if TYPE_CHECKING:  # kvm is imported only when domains run, so tests without KVM need none
+    from southbridge.kvm.runend import RunEnd
     from southbridge.kvm.session import KvmSession
-    from southbridge.kvm.vcpu import RunEnd
 
 logger = logging.getLogger("southbridge.domains")
 
@@ -189,7 +189,7 @@ class Hypervisor:
 
     @staticmethod
     def _run_one(dom: Domain, timeout: float | None) -> None:
-        from southbridge.kvm.vcpu import RunEnd
+        from southbridge.kvm.runend import RunEnd
 
         session = dom.session
         assert session is not None

@@ -32,6 +32,7 @@ from typing import Any
 from southbridge.core.ratelog import RateLimitedLog
 from southbridge.devices.chardev import Callback, CharBackend, NullBackend
 from southbridge.devices.debugport import ByteSink
+from southbridge.host.userfile import open_output_binary, open_output_fd
 
 logger = logging.getLogger("southbridge.chardev")
 # Output errors repeat for every chunk the guest writes: keep them from flooding the log.
@@ -260,7 +261,7 @@ class FileBackend(_WriterBackend):
     def __init__(self, path: str, capacity: int = OUT_CAPACITY) -> None:
         super().__init__()
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        self._fd = open_output_fd(path)  # a FIFO without a reader is refused, not waited for
         self._writer = _Writer(self._sink, capacity, self._ready, f"chardev-file:{path}")
 
     def _sink(self, data: bytes) -> None:
@@ -536,7 +537,7 @@ def open_debugcon(spec: str) -> ByteSink:
     if spec == "stdio":
         return _StdoutSink()
     if spec.startswith("file:") and len(spec) > len("file:") and "\0" not in spec:
-        return open(spec[len("file:") :], "wb", buffering=0)
+        return open_output_binary(spec[len("file:") :])
     raise ValueError(f"debugcon backend must be 'stdio' or 'file:PATH', not {spec!r}")
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from southbridge.host.pciaddr import PciAddress, PciAddressError
+from southbridge.host.userfile import InputFileError, read_text
 
 # linux/ioport.h resource flags, as printed in sysfs `resource` files.
 IORESOURCE_IO = 0x100
@@ -195,6 +196,9 @@ def probe_sysfs(sysfs: str | os.PathLike[str] = "/sys") -> HostInventory:
     return HostInventory(devices, f"sysfs:{sysfs}")
 
 
+# lspci -xxxx of a full PCI domain (256 buses x 256 functions x ~14 KiB of hex) is about
+# 900 MiB; real hosts have at most a few hundred functions. 64 MiB bounds the read.
+MAX_DUMP_BYTES = 64 << 20
 _DUMP_HEAD = re.compile(r"^(?P<addr>(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\s")
 _DUMP_ROW = re.compile(r"^(?P<off>[0-9a-fA-F]{2,3}):((?:\s[0-9a-fA-F]{2}){1,16})\s*$")
 
@@ -246,7 +250,10 @@ def parse_lspci_dump(text: str, source: str = "lspci dump") -> HostInventory:
 
 def load_lspci_dump(path: str | os.PathLike[str]) -> HostInventory:
     try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise InventoryError(f"cannot read {path}: {e.strerror}") from None
-    return parse_lspci_dump(text, str(path))
+        text = read_text(path, "lspci dump", MAX_DUMP_BYTES)
+    except InputFileError as e:
+        raise InventoryError(f"cannot read {os.fsdecode(path)}: {e.reason}") from None
+    inventory = parse_lspci_dump(text, os.fsdecode(path))
+    if not len(inventory):
+        raise InventoryError(f"{os.fsdecode(path)}: no devices: not an lspci -x dump")
+    return inventory

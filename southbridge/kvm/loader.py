@@ -7,9 +7,9 @@ QEMU's `-bios` does. Writes to either are dropped (KVM_MEM_READONLY makes them M
 from __future__ import annotations
 
 import mmap
-import os
 
 from southbridge.core.memory import RamRegion
+from southbridge.host.userfile import InputFileError, read_bytes
 from southbridge.machine.base import Machine
 
 FOUR_GIB = 1 << 32
@@ -23,32 +23,15 @@ class LoadError(Exception):
     """The image cannot be loaded: one line naming the file and the reason."""
 
 
-def read_image(path: str, limit: int = MAX_BIOS_SIZE, what: str = "BIOS image") -> bytes:
-    """Read a firmware image with clear errors for missing, unreadable, empty or too big."""
+def read_image(
+    path: str, limit: int = MAX_BIOS_SIZE, what: str = "BIOS image", allow_empty: bool = False
+) -> bytes:
+    """Read a firmware image with clear errors for missing, unreadable, not a regular file
+    (a FIFO is refused without blocking), empty (unless `allow_empty`) or too big."""
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise LoadError(f"{what} {path!r} not found") from None
-    except OSError as e:
-        raise LoadError(f"{what} {path!r}: {e.strerror}") from None
-    if os.path.isdir(path):
-        raise LoadError(f"{what} {path!r} is a directory")
-    if st.st_size > limit:
-        raise LoadError(
-            f"{what} {path!r} is too big: {st.st_size} bytes, at most {limit} fit below 4 GiB"
-        )
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except PermissionError:
-        raise LoadError(f"{what} {path!r} is not readable (permission denied)") from None
-    except OSError as e:
-        raise LoadError(f"{what} {path!r} cannot be read: {e.strerror}") from None
-    if not data:
-        raise LoadError(f"{what} {path!r} is empty")
-    if len(data) > limit:
-        raise LoadError(f"{what} {path!r} is too big: more than {limit} bytes")
-    return data
+        return read_bytes(path, what, limit, allow_empty)
+    except InputFileError as e:
+        raise LoadError(str(e)) from None
 
 
 def _rom(data: bytes) -> mmap.mmap:

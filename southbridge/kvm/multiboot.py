@@ -32,7 +32,6 @@ so the bundled guests return from interrupt handlers with POPF; RET (guests/_mb.
 from __future__ import annotations
 
 import itertools
-import os
 import struct
 from dataclasses import dataclass, field
 
@@ -455,9 +454,8 @@ def split_initrd(spec: str) -> list[tuple[str, str]]:
 
 
 def _read_module(path: str, limit: int) -> bytes:
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
-        return b""  # an empty module is valid Multiboot (mod_start == mod_end)
-    return read_image(path, limit, what="initrd")
+    # An empty module is valid Multiboot (mod_start == mod_end).
+    return read_image(path, limit, what="initrd", allow_empty=True)
 
 
 def read_kernel(path: str, append: str | None, initrd: str | None, limit: int) -> KernelFiles:

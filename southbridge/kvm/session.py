@@ -11,8 +11,9 @@ from southbridge.core.clock import HostClock
 from southbridge.core.device import BusDevice
 from southbridge.devices.lapic import DEFAULT_BASE as DEFAULT_APIC_BASE
 from southbridge.kvm.apic import VcpuApic, enable_apic_msr_exits, sync_tsc
+from southbridge.kvm.runend import RunEnd
 from southbridge.kvm.system import DEFAULT_DEVICE, Kvm
-from southbridge.kvm.vcpu import InterruptController, RunEnd, Vcpu, ensure_kick_signal
+from southbridge.kvm.vcpu import InterruptController, Vcpu, ensure_kick_signal
 from southbridge.kvm.vm import Vm
 from southbridge.machine.base import Machine, RunRequest
 
@@ -39,10 +40,10 @@ class KvmSession:
         if cpus < 1:
             raise ValueError("at least one vCPU")
         self.machine = machine
-        pic: InterruptController | None = getattr(machine, "pic", None)
+        pic: InterruptController | None = machine.pic
+        lapics = machine.lapics
         if irqs is None:
-            lapics = getattr(machine, "lapics", None)
-            if lapics is not None and len(lapics) >= cpus:
+            if len(lapics) >= cpus:
                 irqs = [VcpuApic(lapics[i], pic) for i in range(cpus)]
             else:
                 irqs = [pic] + [None] * (cpus - 1)

@@ -19,12 +19,12 @@ import signal
 import struct
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from southbridge.core.irq import IrqLine
 from southbridge.kvm import abi
 from southbridge.kvm.apic import VcpuApic
+from southbridge.kvm.runend import RunEnd as RunEnd  # re-exported: tests and tools import it here
 from southbridge.kvm.system import Kvm, KvmError, ioctl
 from southbridge.machine.base import Machine
 
@@ -81,15 +81,6 @@ class InterruptController(Protocol):
     intr: IrqLine
 
     def acknowledge(self) -> int: ...
-
-
-@dataclass
-class RunEnd:
-    """Why a run ended. `reason`: exit | poweroff | reset | triple-fault | timeout | error."""
-
-    reason: str
-    status: int
-    message: str = ""
 
 
 Buffer = mmap.mmap | bytearray

@@ -13,13 +13,16 @@ from southbridge.core.memory import AddressSpace, GuestMemory
 from southbridge.core.mmiobus import MmioBus
 from southbridge.core.permissions import PortPermissions
 from southbridge.core.portbus import PortBus
+from southbridge.core.request import RequestKind
+from southbridge.devices.lapic import LocalApic
+from southbridge.devices.pic import PicPair
 
 
 @dataclass
 class RunRequest:
     """Why the machine wants its run to end: 'exit' (isa-debug-exit), 'reset', 'poweroff'."""
 
-    kind: str
+    kind: RequestKind
     status: int = 0
 
 
@@ -50,13 +53,17 @@ class Machine:
         # Named groups of lines that `irq_intercept_in`/`_out` (qtest) can observe.
         self.irq_inputs: dict[str, list[IrqLine]] = {"ioapic": self.gsi.lines}
         self.irq_outputs: dict[str, list[IrqLine]] = {}
+        # The interrupt controllers a CPU's INTR pin can be wired to (a KVM run gives each
+        # vCPU its LAPIC, the 8259 pair reaching CPU 0 through LINT0): none on a bare machine.
+        self.pic: PicPair | None = None
+        self.lapics: list[LocalApic] = []
         self.run_request: RunRequest | None = None
         self._request_hooks: list[Callable[[RunRequest], None]] = []
 
     def on_request(self, hook: Callable[[RunRequest], None]) -> None:
         self._request_hooks.append(hook)
 
-    def request(self, kind: str, status: int = 0) -> None:
+    def request(self, kind: RequestKind, status: int = 0) -> None:
         """A device asks for the run to end (the first request wins)."""
         if self.run_request is None:
             self.run_request = RunRequest(kind, status)

@@ -85,7 +85,7 @@ class PcMachine(Machine):
 
     def _add_pic(self) -> None:
         """The 8259A pair and ELCR; ISA IRQ n is GSI n (IRQ 2 is the slave's cascade)."""
-        self.pic = PicPair()
+        self.pic: PicPair = PicPair()
         self.ports.register(0x20, 2, self.pic.master, "pic-master")
         self.ports.register(0xA0, 2, self.pic.slave, "pic-slave")
         self.ports.register(0x4D0, 2, self.pic.elcr, "elcr")
@@ -212,7 +212,7 @@ class PcMachine(Machine):
         self.demo = DemoDevice()
         self.pci_bus.add(self.demo, 2)
         self.pci_host = PciHost(self.pci_bus)
-        self.pci_host.reset_control = getattr(self, "reset_control", None)
+        self.pci_host.reset_control = self.reset_control  # 0xCF9, made by _add_misc
         self.ports.register(0xCF8, 4, self.pci_host.address_port, "pci-config-address")
         self.ports.register(0xCFC, 4, self.pci_host.data_port, "pci-config-data")
         for n in range(4):
