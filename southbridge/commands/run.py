@@ -19,6 +19,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from southbridge.commands import virtio_opts
 from southbridge.commands.common import Subparsers, check_timeout
 from southbridge.errors import UserError
 
@@ -40,6 +41,7 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     _add_machine_options(r)
     _add_run_options(r)
     _add_domain_options(r)
+    virtio_opts.add_options(r)
     r.set_defaults(func=run)
     return r
 
@@ -135,6 +137,7 @@ def run_machine(args: argparse.Namespace) -> int:
     if not MIN_MEMORY_MB <= args.memory <= MAX_MEMORY_MB:
         raise UserError(f"-m {args.memory}: memory must be {MIN_MEMORY_MB}-{MAX_MEMORY_MB} MiB")
     check_timeout(args.timeout)
+    args.virtio = virtio_opts.check(args)
     no_reboot = bool(args.no_reboot)
     kernel = _read_kernel(args)
     bios_path: str | None = None
@@ -232,9 +235,17 @@ def _run_once(
     except (ValueError, OSError) as e:
         raise UserError(str(e)) from None
     try:
-        machine = PcMachine(config, clock=HostClock(), serial=serial, debugcon=debugcon)
+        virtio = virtio_opts.open_setup(args.virtio)
     except BaseException:
         close_backends(serial, debugcon)
+        raise
+    try:
+        machine = PcMachine(
+            config, clock=HostClock(), serial=serial, debugcon=debugcon, virtio=virtio
+        )
+    except BaseException:
+        close_backends(serial, debugcon)
+        virtio_opts.close_setup(virtio)
         raise
     try:
         shadow: PamShadow | None = None

@@ -28,6 +28,7 @@ from southbridge.devices.uart import Uart16550
 from southbridge.machine import smbios
 from southbridge.machine.base import Machine
 from southbridge.machine.cmos import fill_cmos
+from southbridge.machine.virtio import VirtioSetup, add_virtio
 
 MiB = 1 << 20
 
@@ -59,6 +60,7 @@ class PcMachine(Machine):
         with_ram: bool = True,
         serial: Sequence[CharBackend] = (),
         debugcon: ByteSink | None = None,
+        virtio: VirtioSetup | None = None,
     ) -> None:
         super().__init__(clock, permissions, host_ports)
         self.config = config if config is not None else PcConfig()
@@ -75,6 +77,7 @@ class PcMachine(Machine):
         self._add_misc()
         self._add_pci()
         self._add_apic()
+        self._add_virtio(virtio or VirtioSetup())
 
     def _add_ram(self) -> None:
         """RAM as a PC lays it out: 0-640 KiB, then 1 MiB up to the configured size."""
@@ -268,8 +271,17 @@ class PcMachine(Machine):
 
         self.ioapic.ack_listeners.append(ioapic_acked)
 
+    def _add_virtio(self, setup: VirtioSetup) -> None:
+        """virtio-pci disks, rng and console from slot 3 up (`machine/virtio.py`)."""
+        from southbridge.virtio.pci import VirtioPci
+
+        self.virtio: list[VirtioPci] = []
+        self._virtio_closers = add_virtio(self, setup)
+
     def close(self) -> None:
         """Close the host-side backends (serial ports, debugcon) the machine was given."""
+        for closer in getattr(self, "_virtio_closers", ()):
+            closer()
         for uart in self.serial:
             uart.backend.close()
         if self.debugcon_stream is not None:
