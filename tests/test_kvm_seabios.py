@@ -48,7 +48,7 @@ def post(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, float, int]:
                         before = session.vcpus[0].injected
                         time.sleep(0.5)
                         result["idle_irqs"] = session.vcpus[0].injected - before
-                        session.end(RunEnd("test", 0, "reached No bootable device"))
+                        session.end(RunEnd("stopped", 0, "reached No bootable device"))
                         return
                     time.sleep(0.02)
 
@@ -59,7 +59,9 @@ def post(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, float, int]:
     finally:
         m.close()
     text = log.read_text(errors="replace")
-    assert end.reason == "test", f"{end.message}\n{text[-2000:]}"
+    assert (end.reason, end.message) == ("stopped", "reached No bootable device"), (
+        f"{end.message}\n{text[-2000:]}"
+    )
     return text, float(result["post_s"]), int(result["idle_irqs"])
 
 

@@ -70,7 +70,7 @@ def test_seabios_finds_every_cpu(tmp_path: Path) -> None:
             def watch() -> None:
                 while time.monotonic() - start < 30:
                     if b"CPU Mhz" in log.read_bytes():
-                        session.end(RunEnd("test", 0, "SeaBIOS counted the CPUs"))
+                        session.end(RunEnd("stopped", 0, "SeaBIOS counted the CPUs"))
                         return
                     time.sleep(0.02)
 
@@ -81,7 +81,9 @@ def test_seabios_finds_every_cpu(tmp_path: Path) -> None:
     finally:
         m.close()
     text = log.read_text(errors="replace")
-    assert end.reason == "test", f"{end.message}\n{text[-2000:]}"
+    assert (end.reason, end.message) == ("stopped", "SeaBIOS counted the CPUs"), (
+        f"{end.message}\n{text[-2000:]}"
+    )
     assert "Found 2 cpu(s) max supported 2 cpu(s)" in text
     assert "handle_smp: apic_id=0x1" in text
 

@@ -27,7 +27,6 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """The default machine, plus the virtio devices named by --drive/--device."""
     from southbridge.core.clock import ManualClock
-    from southbridge.host.userfile import open_output_text
     from southbridge.machine.pc import PcMachine
 
     setup = virtio_opts.open_setup(virtio_opts.check(args), threads=False)
@@ -43,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace, machine: PcMachine) -> int:
+    from southbridge.host.userfile import open_output_text
     from southbridge.pci.lspci import dump, render
 
     bus = machine.pci_bus
