@@ -7,6 +7,7 @@ import bisect
 import mmap
 from dataclasses import dataclass, field
 
+from southbridge.core.device import ones
 from southbridge.core.mmiobus import MmioBus
 
 
@@ -74,7 +75,7 @@ class AddressSpace:
         return int.from_bytes(self.read_bytes(gpa, size), "little")
 
     def write(self, gpa: int, size: int, value: int) -> None:
-        self.write_bytes(gpa, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+        self.write_bytes(gpa, (value & ones(size)).to_bytes(size, "little"))
 
     def read_bytes(self, gpa: int, length: int) -> bytes:
         out = bytearray()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from southbridge.core.device import BusDevice
+from southbridge.core.device import BusDevice, ones
 from southbridge.core.irq import GsiRouter, IrqLine
 from southbridge.core.state import StateError, check_version, get_int
 
@@ -49,11 +49,11 @@ class PcTestdev:
 
     def read_scratch(self, offset: int, size: int) -> int:
         shift = (offset & 3) * 8
-        return (self.data >> shift) & ((1 << (8 * size)) - 1)
+        return (self.data >> shift) & ones(size)
 
     def write_scratch(self, offset: int, size: int, value: int) -> None:
         shift = (offset & 3) * 8
-        mask = (((1 << (8 * size)) - 1) << shift) & 0xFFFFFFFF
+        mask = (ones(size) << shift) & 0xFFFFFFFF
         self.data = (self.data & ~mask) | ((value << shift) & mask)
 
     def set_gsi(self, n: int, level: bool) -> None:

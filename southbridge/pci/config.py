@@ -13,6 +13,8 @@ RW1C and device-owned bits only; anything else would be a different device.
 
 from __future__ import annotations
 
+from southbridge.core.device import ones
+
 # Standard header offsets (PCI Local Bus 3.0, section 6.1).
 VENDOR_ID = 0x00
 DEVICE_ID = 0x02
@@ -123,20 +125,16 @@ class ConfigSpace:
         return int.from_bytes(self.data[offset : offset + size], "little")
 
     def set(self, offset: int, size: int, value: int) -> None:
-        self.data[offset : offset + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(
-            size, "little"
-        )
+        self.data[offset : offset + size] = (value & ones(size)).to_bytes(size, "little")
 
     def set_wmask(self, offset: int, size: int, mask: int) -> None:
-        self.wmask[offset : offset + size] = (mask & ((1 << (8 * size)) - 1)).to_bytes(
-            size, "little"
-        )
+        self.wmask[offset : offset + size] = (mask & ones(size)).to_bytes(size, "little")
 
     def set_w1c(self, offset: int, size: int, mask: int) -> None:
-        self.w1c[offset : offset + size] = (mask & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+        self.w1c[offset : offset + size] = (mask & ones(size)).to_bytes(size, "little")
 
     def set_dyn(self, offset: int, size: int, mask: int) -> None:
-        self.dyn[offset : offset + size] = (mask & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+        self.dyn[offset : offset + size] = (mask & ones(size)).to_bytes(size, "little")
 
     def set_bits(self, offset: int, size: int, bits: int, on: bool) -> None:
         """Device-side update of some bits (e.g. status.interrupt), masks ignored."""

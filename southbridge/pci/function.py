@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from southbridge.core.device import ones
 from southbridge.core.irq import Sink
 from southbridge.core.ratelog import RateLimitedLog
 from southbridge.core.state import StateError, check_version, get_bool
@@ -229,7 +230,7 @@ class PciFunction:
                 "cfg-range", "pci %s: config write %d@0x%x ignored", self.name, size, offset
             )
             return
-        value &= (1 << (8 * size)) - 1
+        value &= ones(size)
         for cap in self.capabilities:
             if cap.covers(offset, size):
                 value = cap.filter_write(offset, size, value)
