@@ -29,21 +29,12 @@ from southbridge.host.simulated import (
 )
 from southbridge.machine.pc import PcMachine
 from southbridge.pci.piix3 import pirq_of
+from tests.pcicfg import cfg_read, cfg_write
 
 NIC = PciAddress.parse("02:00.0")
 SLOT = PciAddress(0, 0, 3, 0)  # the first free slot of the pc machine's bus
 PIIX3 = PciAddress(0, 0, 1, 0)
 IRQ = 11
-
-
-def cfg_read(m: PcMachine, a: PciAddress, off: int, size: int = 4) -> int:
-    m.ports.write(0xCF8, 4, 0x80000000 | a.bus << 16 | a.devfn << 8 | off & 0xFC)
-    return m.ports.read(0xCFC + (off & 3), size)
-
-
-def cfg_write(m: PcMachine, a: PciAddress, off: int, size: int, value: int) -> None:
-    m.ports.write(0xCF8, 4, 0x80000000 | a.bus << 16 | a.devfn << 8 | off & 0xFC)
-    m.ports.write(0xCFC + (off & 3), size, value)
 
 
 def setup(tmp: Path) -> tuple[SimulatedHost, SimulatedDevice, PcMachine, AssignedDevice]:

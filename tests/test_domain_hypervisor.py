@@ -21,6 +21,7 @@ from southbridge.domains.hypervisor import Hypervisor
 from southbridge.host.hide import parse_hide
 from southbridge.host.pciaddr import PciAddress
 from southbridge.host.simulated import SimulatedHost, build_simulated_host, example_specs
+from tests.pcicfg import cfg_read
 
 NIC = PciAddress.parse("02:00.0")
 FN1 = PciAddress.parse("00:03.1")
@@ -32,10 +33,8 @@ def make(tmp: Path, hide: str, domains: list[DomainConfig]) -> tuple[SimulatedHo
     return sim, Hypervisor(cfg, sim=sim, clock_factory=ManualClock)
 
 
-def cfg_read(hv: Hypervisor, name: str, a: PciAddress, off: int = 0) -> int:
-    m = hv.domain(name).machine
-    m.ports.write(0xCF8, 4, 0x80000000 | a.bus << 16 | a.devfn << 8 | off)
-    return m.ports.read(0xCFC, 4)
+def domain_cfg_read(hv: Hypervisor, name: str, a: PciAddress, off: int = 0) -> int:
+    return cfg_read(hv.domain(name).machine, a, off)
 
 
 def test_first_user_domain_claims_hidden_devices(tmp_path: Path) -> None:
@@ -49,14 +48,14 @@ def test_first_user_domain_claims_hidden_devices(tmp_path: Path) -> None:
     assert hv.domain("u2").assigned == []
     assert hv.assignments.status(NIC) == "assigned to u1"
     # dom0: host numbering, hidden devices absent.
-    assert cfg_read(hv, "dom0", PciAddress.parse("00:03.0")) == 0x00051B36
-    assert cfg_read(hv, "dom0", NIC) == 0xFFFFFFFF
-    assert cfg_read(hv, "dom0", FN1) == 0xFFFFFFFF
+    assert domain_cfg_read(hv, "dom0", PciAddress.parse("00:03.0")) == 0x00051B36
+    assert domain_cfg_read(hv, "dom0", NIC) == 0xFFFFFFFF
+    assert domain_cfg_read(hv, "dom0", FN1) == 0xFFFFFFFF
     # u1: its devices on its own bus; u2: nothing of them.
-    assert cfg_read(hv, "u1", PciAddress(0, 0, 3, 0)) == 0x813910EC
-    assert cfg_read(hv, "u1", PciAddress(0, 0, 4, 0)) == 0x00061B36
+    assert domain_cfg_read(hv, "u1", PciAddress(0, 0, 3, 0)) == 0x813910EC
+    assert domain_cfg_read(hv, "u1", PciAddress(0, 0, 4, 0)) == 0x00061B36
     for slot in range(32):
-        assert cfg_read(hv, "u2", PciAddress(0, 0, slot, 0)) not in (0x813910EC, 0x00061B36)
+        assert domain_cfg_read(hv, "u2", PciAddress(0, 0, slot, 0)) not in (0x813910EC, 0x00061B36)
     hv.shutdown()
 
 

@@ -15,19 +15,10 @@ from southbridge.host.hide import parse_hide
 from southbridge.host.pciaddr import PciAddress
 from southbridge.host.simulated import SimulatedHost, build_simulated_host, example_specs
 from southbridge.machine.pc import PcMachine
+from tests.pcicfg import cfg_read, cfg_write
 
 NIC = PciAddress.parse("02:00.0")
 FN0 = PciAddress.parse("00:03.0")
-
-
-def cfg_read(m: PcMachine, a: PciAddress, off: int, size: int = 4) -> int:
-    m.ports.write(0xCF8, 4, 0x80000000 | a.bus << 16 | a.devfn << 8 | off & 0xFC)
-    return m.ports.read(0xCFC + (off & 3), size)
-
-
-def cfg_write(m: PcMachine, a: PciAddress, off: int, size: int, value: int) -> None:
-    m.ports.write(0xCF8, 4, 0x80000000 | a.bus << 16 | a.devfn << 8 | off & 0xFC)
-    m.ports.write(0xCFC + (off & 3), size, value)
 
 
 def setup(

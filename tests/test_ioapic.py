@@ -15,6 +15,7 @@ from southbridge.devices.ioapic import IoApic
 from southbridge.devices.lapic import LocalApic
 from southbridge.machine.pc import PcConfig, PcMachine
 from southbridge.qtest.server import QtestSession
+from tests.qtesting import ask
 
 EOI = 0xB0
 MASKED, LEVEL, REMOTE_IRR, LOGICAL = 1 << 16, 1 << 15, 1 << 14, 1 << 11
@@ -222,12 +223,6 @@ def test_extint_pin_follows_pic_intr() -> None:
 def qtest(m: PcMachine) -> tuple[QtestSession, list[str]]:
     out: list[str] = []
     return QtestSession(m, out.append), out
-
-
-def ask(s: QtestSession, out: list[str], line: str) -> str:
-    out.clear()
-    s.handle(line)
-    return "".join(out)
 
 
 def test_qtest_window_and_pit_override_to_pin2() -> None:

@@ -5,9 +5,7 @@ its debug log (port 0x402)."""
 from __future__ import annotations
 
 import re
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,13 +14,12 @@ from southbridge.host.chardev import open_debugcon
 from southbridge.kvm.firmware import prepare_firmware
 from southbridge.kvm.session import KvmSession
 from southbridge.kvm.testing import kvm_unavailable_reason
-from southbridge.kvm.vcpu import RunEnd
 from southbridge.machine.pc import PcConfig, PcMachine
+from tests.seabios import MISSING, SEABIOS, run_until_logged
 
-SEABIOS = Path(__file__).resolve().parent.parent / ".cache" / "seabios" / "bios.bin"
 _reason = kvm_unavailable_reason()
 if _reason is None and not SEABIOS.is_file():
-    _reason = f"{SEABIOS} is missing: run scripts/setup"
+    _reason = MISSING
 pytestmark = [pytest.mark.kvm, pytest.mark.skipif(_reason is not None, reason=_reason or "")]
 
 DONE = b"No bootable device"
@@ -35,34 +32,27 @@ def post(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, float, int]:
     log = tmp_path_factory.mktemp("seabios") / "debugcon.log"
     m = PcMachine(PcConfig(memory_mb=128), clock=HostClock(), debugcon=open_debugcon(f"file:{log}"))
     shadow = prepare_firmware(m, SEABIOS.read_bytes())
-    result: dict[str, float | int] = {}
+    idle: list[int] = []
     try:
         with KvmSession(m) as session:
             shadow.on_change = session.sync_memory
-            start = time.monotonic()
 
-            def watch() -> None:
-                while time.monotonic() - start < 60:
-                    if DONE in log.read_bytes():
-                        result["post_s"] = time.monotonic() - start
-                        before = session.vcpus[0].injected
-                        time.sleep(0.5)
-                        result["idle_irqs"] = session.vcpus[0].injected - before
-                        session.end(RunEnd("stopped", 0, "reached No bootable device"))
-                        return
-                    time.sleep(0.02)
+            def idle_wait() -> None:
+                before = session.vcpus[0].injected
+                time.sleep(0.5)
+                idle.append(session.vcpus[0].injected - before)
 
-            watcher = threading.Thread(target=watch, daemon=True)
-            watcher.start()
-            end = session.run(timeout=60)
-            watcher.join(5)
+            end, post_s = run_until_logged(
+                session, log, DONE, 60, "reached No bootable device", then=idle_wait
+            )
     finally:
         m.close()
     text = log.read_text(errors="replace")
     assert (end.reason, end.message) == ("stopped", "reached No bootable device"), (
         f"{end.message}\n{text[-2000:]}"
     )
-    return text, float(result["post_s"]), int(result["idle_irqs"])
+    assert post_s is not None
+    return text, post_s, idle[0]
 
 
 def test_seabios_reaches_no_bootable_device(post: tuple[str, float, int]) -> None:

@@ -5,8 +5,6 @@ this host cannot run KVM guests."""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,8 +16,8 @@ from southbridge.kvm import guestbuild
 from southbridge.kvm.firmware import prepare_firmware
 from southbridge.kvm.session import KvmSession
 from southbridge.kvm.testing import kvm_unavailable_reason
-from southbridge.kvm.vcpu import RunEnd
 from southbridge.machine.pc import PcConfig, PcMachine
+from tests.seabios import MISSING, SEABIOS, run_until_logged
 from tests.test_kvm_apic import EXIT_OK, run_guest
 
 _reason = kvm_unavailable_reason()
@@ -49,10 +47,7 @@ def test_ipis_between_two_vcpus_physical_logical_and_nmi() -> None:
     assert all(lapic.isr == 0 for lapic in m.lapics)
 
 
-SEABIOS = Path(__file__).resolve().parent.parent / ".cache" / "seabios" / "bios.bin"
-
-
-@pytest.mark.skipif(not SEABIOS.is_file(), reason=f"{SEABIOS} is missing: run scripts/setup")
+@pytest.mark.skipif(not SEABIOS.is_file(), reason=MISSING)
 def test_seabios_finds_every_cpu(tmp_path: Path) -> None:
     """SeaBIOS's smp_scan wakes the APs with INIT-SIPI-SIPI through the xAPIC ICR, counts
     those that run its real-mode trampoline, and waits for the CMOS 0x5F count (+1): its log
@@ -65,19 +60,7 @@ def test_seabios_finds_every_cpu(tmp_path: Path) -> None:
     try:
         with KvmSession(m, cpus=2) as session:
             shadow.on_change = session.sync_memory
-            start = time.monotonic()
-
-            def watch() -> None:
-                while time.monotonic() - start < 30:
-                    if b"CPU Mhz" in log.read_bytes():
-                        session.end(RunEnd("stopped", 0, "SeaBIOS counted the CPUs"))
-                        return
-                    time.sleep(0.02)
-
-            watcher = threading.Thread(target=watch, daemon=True)
-            watcher.start()
-            end = session.run(timeout=30)
-            watcher.join(5)
+            end, _ = run_until_logged(session, log, b"CPU Mhz", 30, "SeaBIOS counted the CPUs")
     finally:
         m.close()
     text = log.read_text(errors="replace")

@@ -22,7 +22,7 @@ from southbridge.pci.bus import PciRoot
 from southbridge.pci.demo import DemoDevice
 from southbridge.pci.host import Ecam, PciHost
 from southbridge.pci.i440fx import I440fx
-from southbridge.qtest.server import QtestSession
+from tests.qtesting import Qtest
 
 
 def cfg_addr(bus: int, dev: int, fn: int, reg: int) -> int:
@@ -42,13 +42,10 @@ def make() -> tuple[PciRoot, PortBus, PciHost]:
 
 def test_qtest_reads_the_platform_ids() -> None:
     """The issue's acceptance check through qtest on the pc machine."""
-    out: list[str] = []
-    s = QtestSession(PcMachine(clock=ManualClock()), out.append)
+    q = Qtest(PcMachine(clock=ManualClock()))
 
     def ask(line: str) -> str:
-        out.clear()
-        s.handle(line)
-        return "".join(out).strip()
+        return q.ask(line).strip()
 
     assert ask("outl 0xcf8 0x80000000") == "OK"
     assert int(ask("inl 0xcfc").split()[1], 16) == 0x12378086

@@ -18,17 +18,12 @@ from southbridge.core.device import BusDevice
 from southbridge.machine.base import Machine
 from southbridge.machine.pc import PcMachine
 from southbridge.qtest.server import QtestSession, parse_uint
+from tests.qtesting import ask
 
 
 def session(machine: PcMachine | None = None) -> tuple[QtestSession, list[str]]:
     out: list[str] = []
     return QtestSession(machine or PcMachine(), out.append), out
-
-
-def ask(s: QtestSession, out: list[str], line: str) -> str:
-    out.clear()
-    s.handle(line)
-    return "".join(out)
 
 
 def test_unassigned_ports_all_ones_in_qemu_format() -> None:

@@ -49,7 +49,7 @@ from southbridge.devices.uart import (
 )
 from southbridge.host.chardev import BufferBackend, open_backends
 from southbridge.machine.pc import PcMachine
-from southbridge.qtest.server import QtestSession
+from tests.qtesting import Qtest
 
 BASE = 0x3F8
 CHAR = 86_806  # 8N1 at 115200 baud: 10 bits / 115200 Hz = 86805.6 ns, rounded
@@ -686,13 +686,7 @@ def test_pc_machine_com_ports() -> None:
 def test_qtest_drives_com1_like_a_guest() -> None:
     """Through qtest: program 115200 8N1, enable THRI, transmit, watch IRQ 4 on the clock."""
     m = PcMachine(with_ram=False)
-    out: list[str] = []
-    s = QtestSession(m, out.append)
-
-    def ask(line: str) -> str:
-        out.clear()
-        s.handle(line)
-        return "".join(out)
+    ask = Qtest(m).ask
 
     assert ask("irq_intercept_in ioapic") == "OK\n"
     for line in ("outb 0x3fb 0x83", "outb 0x3f8 0x01", "outb 0x3f9 0x00", "outb 0x3fb 0x03"):

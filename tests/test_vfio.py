@@ -36,6 +36,7 @@ from southbridge.host.vfio import (
 )
 from southbridge.machine.pc import PcMachine
 from tests import cheader
+from tests.pcicfg import cfg_read, cfg_write
 
 NAME = "0000:02:00.0"
 STRUCTS = ["vfio_group_status", "vfio_device_info", "vfio_region_info", "vfio_irq_info",
@@ -566,16 +567,6 @@ def test_any_sequence_never_raises_and_host_state_matches(ops: list[tuple[str, i
 SLOT = PciAddress(0, 0, 3, 0)
 PIIX3 = PciAddress(0, 0, 1, 0)
 IRQ = 11
-
-
-def cfg_write(m: PcMachine, a: PciAddress, off: int, size: int, value: int) -> None:
-    m.ports.write(0xCF8, 4, 0x80000000 | a.bus << 16 | a.devfn << 8 | off & 0xFC)
-    m.ports.write(0xCFC + (off & 3), size, value)
-
-
-def cfg_read(m: PcMachine, a: PciAddress, off: int, size: int = 4) -> int:
-    m.ports.write(0xCF8, 4, 0x80000000 | a.bus << 16 | a.devfn << 8 | off & 0xFC)
-    return m.ports.read(0xCFC + (off & 3), size)
 
 
 def assigned(tmp: Path) -> tuple[FakeVfio, PcMachine, AssignedDevice, Heard]:
