@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-NS = 1_000_000_000
+from southbridge.core.bcd import from_bcd as from_bcd  # re-exported: the RTC's 2-digit BCD
+from southbridge.core.bcd import is_bcd as is_bcd
+from southbridge.core.bcd import to_bcd as to_bcd
+from southbridge.core.clock import NS_PER_SEC
+
+NS = NS_PER_SEC  # the clock's nanoseconds per second, under the name rtc.py uses
 DAY = 86_400
 HOUR = 3_600
 
@@ -32,19 +37,6 @@ class Format:
 
     binary: bool
     h24: bool
-
-
-def to_bcd(v: int) -> int:
-    return ((v // 10) << 4) | (v % 10)
-
-
-def from_bcd(b: int) -> int:
-    """Lenient: nibbles above 9 are kept as their value, as a counter built of them would."""
-    return (b >> 4) * 10 + (b & 0x0F)
-
-
-def is_bcd(b: int) -> bool:
-    return (b >> 4) <= 9 and (b & 0x0F) <= 9
 
 
 def encode(v: int, fmt: Format) -> int:
