@@ -58,6 +58,12 @@ INPUTS = [
         {**ALL_PATH, "empty": "kvm", "random": "kvm", "wrong": "kvm"},
     ),
     Slot("run --config", (*RUN, "--config", "{x}"), ALL_PATH),
+    # Any bytes make a raw disk image, an empty one included.
+    Slot(
+        "run --drive",
+        (*RUN, "--drive", "file={x},format=raw"),
+        {**ALL_PATH, "empty": "kvm", "random": "kvm", "wrong": "kvm"},
+    ),
     Slot(
         "host --config",
         ("host", "--lspci-dump", "{dump}", "--config", "{x}"),
