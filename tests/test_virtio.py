@@ -294,3 +294,27 @@ def test_rng_fills_buffers_bounded() -> None:
     assert n == 64 and len(set(a + b)) > 8 and b"\xee" * 8 not in a + b
     n, _ = d.request(q, [], [1 << 20])
     assert n == 64 << 10 and max(src.asked) == 64 << 10  # bounded host allocation
+
+
+def test_save_restore_round_trip_and_validation(tmp_path: Path) -> None:
+    from southbridge.core.state import StateError
+
+    _, fn, d, _ = _blk(tmp_path)
+    d.init(vd.F_RING_EVENT_IDX)
+    q = d.queues[0]
+    d.request(q, [_rq(blk.T_IN, 1)], [512, 1])
+    saved = fn.save()
+    d.wr(0x14, 1, 0)  # reset: queues gone
+    assert not fn.queues[0].enabled
+    fn.restore(saved)
+    assert fn.queues[0].enabled and fn.queues[0].last_avail == 1 and d.status & vd.S_DRIVER_OK
+    _, (data, st) = d.request(q, [_rq(blk.T_IN, 2)], [512, 1])  # continues where it was
+    assert st == b"\0" and data == b"\x02" * 512
+    bad = dict(saved, device=dict(saved["device"], driver_features=1 << 63))
+    with pytest.raises(StateError):
+        fn.restore(bad)
+    qs = dict(saved["device"]["queues"][0], size=3)
+    bad = dict(saved, device=dict(saved["device"], queues=[qs]))
+    with pytest.raises(StateError):
+        fn.restore(bad)
+    assert fn.queues[0].size == q.size  # a rejected state leaves the device unchanged

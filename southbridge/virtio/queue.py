@@ -10,8 +10,11 @@ device turns into NEEDS_RESET; nothing guest-controlled allocates or loops witho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from southbridge.core.state import StateError, get_bool, get_int
 from southbridge.pci.dma import Dma, DmaError
 
 DESC_SIZE = 16
@@ -86,6 +89,37 @@ class SplitQueue:
         self.signalled_valid = False
         self.event_idx = False
         self.indirect = False
+
+    _STATE = (
+        ("size", MAX_QUEUE_SIZE),
+        ("msix_vector", 0xFFFF),
+        ("desc", 2**64 - 1),
+        ("driver", 2**64 - 1),
+        ("device", 2**64 - 1),
+        ("last_avail", 0xFFFF),
+        ("used_idx", 0xFFFF),
+        ("signalled_used", 0xFFFF),
+    )
+    _FLAGS = ("enabled", "signalled_valid", "event_idx", "indirect")
+
+    def save(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k) for k, _ in self._STATE}
+        out.update({k: getattr(self, k) for k in self._FLAGS})
+        return out
+
+    def check_state(self, state: dict[str, Any]) -> Callable[[], None]:
+        """Validate a saved queue (StateError) and return the function that loads it."""
+        vals: dict[str, Any] = {k: get_int(state, k, 0, hi) for k, hi in self._STATE}
+        vals.update({k: get_bool(state, k) for k in self._FLAGS})
+        n = vals["size"]
+        if vals["enabled"] and (not 1 <= n <= self.max_size or n & (n - 1)):
+            raise StateError(f"queue {self.index}: saved size {n} is not valid")
+
+        def load() -> None:
+            for k, v in vals.items():
+                setattr(self, k, v)
+
+        return load
 
     def set_legacy_pfn(self, pfn: int) -> None:
         """Legacy layout (virtio 1.2, 2.7.2 / 4.1.5.1.1 legacy): one contiguous area."""
