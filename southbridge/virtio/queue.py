@@ -165,6 +165,13 @@ class SplitQueue:
             _w16(dma, self.device + 4 + 8 * self.size, self.last_avail)
         return chain
 
+    def unpop(self, dma: Dma, to: int) -> None:
+        """Give back the chains popped since `last_avail` was `to` (none returned yet),
+        telling an EVENT_IDX driver the earlier position again."""
+        self.last_avail = to & 0xFFFF
+        if self.event_idx:
+            _w16(dma, self.device + 4 + 8 * self.size, self.last_avail)
+
     def _walk(self, dma: Dma, head: int) -> Chain:
         if head >= self.size:
             raise QueueError(f"queue {self.index}: head {head} >= size {self.size}")
