@@ -174,3 +174,45 @@ def start_passt() -> StreamBackend:
             child.wait()
 
     return StreamBackend(ours, on_close=stop)
+
+
+class FrameBuffer:
+    """In-memory frame backend for tests and tools, driven by the caller (no threads):
+    `feed` queues a received frame, `sent` collects transmitted ones (at most `capacity`
+    until `drain`, which then says the backend is ready again)."""
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = capacity
+        self.sent: list[bytes] = []
+        self.delivered: list[bytes] = []
+        self._rx: collections.deque[bytes] = collections.deque()
+        self._on_input: Callable[[], None] = _nothing
+        self._on_ready: Callable[[], None] = _nothing
+
+    def attach(self, on_input: Callable[[], None], on_ready: Callable[[], None]) -> None:
+        self._on_input, self._on_ready = on_input, on_ready
+
+    def send(self, frame: bytes) -> bool:
+        if self.capacity is not None and len(self.sent) >= self.capacity:
+            return False
+        self.sent.append(frame)
+        return True
+
+    def drain(self) -> None:
+        self.delivered += self.sent
+        self.sent.clear()
+        self._on_ready()
+
+    def feed(self, frame: bytes) -> None:
+        self._rx.append(frame)
+        self._on_input()
+
+    def peek(self) -> bytes | None:
+        return self._rx[0] if self._rx else None
+
+    def take(self) -> None:
+        if self._rx:
+            self._rx.popleft()
+
+    def close(self) -> None:
+        return None
