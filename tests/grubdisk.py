@@ -31,21 +31,30 @@ def missing_tools() -> str | None:
     return None
 
 
-def build(tmp: Path) -> Path:
+def build(tmp: Path, kernel: Path | None = None, module: bytes = b"") -> Path:
+    """The disk; with `kernel` (a Multiboot ELF) GRUB loads it and `module` from the FAT
+    partition and boots it instead of exiting itself."""
     early = tmp / "early.cfg"
-    early.write_text(
+    script = (
         "serial --unit=0 --speed=115200\n"
         "terminal_output serial\n"
         "echo southbridge-grub-start\n"
         "cat (hd0,msdos1)/grub.cfg\n"
-        f"outb 0xf4 {EXIT_VALUE}\n"
     )
+    if kernel is None:
+        script += f"outb 0xf4 {EXIT_VALUE}\n"
+    else:
+        script += (
+            "multiboot (hd0,msdos1)/kernel.elf\nmodule (hd0,msdos1)/module.bin module-arg\nboot\n"
+        )
+    early.write_text(script)
     core = tmp / "core.img"
     subprocess.run(
         [
             *("grub-mkimage", "-O", "i386-pc", "-d", str(GRUB_DIR), "-o", str(core)),
             *("-c", str(early), "-p", "(hd0,msdos1)/"),
             *MODULES,
+            *(["multiboot", "boot"] if kernel is not None else []),
         ],
         check=True,
         capture_output=True,
@@ -59,6 +68,11 @@ def build(tmp: Path) -> Path:
     cfg = tmp / "grub.cfg"
     cfg.write_text(f"# {MARKER}\nmenuentry test {{ true }}\n")
     subprocess.run(["mcopy", "-i", str(part), str(cfg), "::grub.cfg"], check=True)
+    if kernel is not None:
+        mod = tmp / "module.bin"
+        mod.write_bytes(module)
+        for src, name in ((kernel, "kernel.elf"), (mod, "module.bin")):
+            subprocess.run(["mcopy", "-i", str(part), str(src), f"::{name}"], check=True)
     mbr = bytearray((GRUB_DIR / "boot.img").read_bytes())
     # One primary partition, FAT16 (<32M), LBA start/size; CHS fields left as 0xFE/0xFF.
     entry = struct.pack(
