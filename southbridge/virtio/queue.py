@@ -225,7 +225,13 @@ class SplitQueue:
         _w16(dma, self.device + 2, self.used_idx)
 
     def should_interrupt(self, dma: Dma) -> bool:
-        """After pushes: does the driver want an interrupt (2.7.7, 2.7.10)?"""
+        """After pushes: does the driver want an interrupt (2.7.7, 2.7.10)?
+
+        The spec wants a full barrier between storing used.idx and loading used_event /
+        avail.flags (a store-load pair, which x86 may reorder). Pure Python has no fence
+        instruction; here the window is the few bytecodes in between, and a missed
+        interrupt only delays the driver to its next kick or timeout. A host-side fence
+        (the executor's lock release is one) would close it fully."""
         old, new = self.signalled_used, self.used_idx
         valid = self.signalled_valid
         self.signalled_used, self.signalled_valid = new, True
