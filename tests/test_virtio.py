@@ -294,3 +294,73 @@ def test_rng_fills_buffers_bounded() -> None:
     assert n == 64 and len(set(a + b)) > 8 and b"\xee" * 8 not in a + b
     n, _ = d.request(q, [], [1 << 20])
     assert n == 64 << 10 and max(src.asked) == 64 << 10  # bounded host allocation
+
+
+def test_save_restore_round_trip_and_validation(tmp_path: Path) -> None:
+    from southbridge.core.state import StateError
+
+    _, fn, d, _ = _blk(tmp_path)
+    d.init(vd.F_RING_EVENT_IDX)
+    q = d.queues[0]
+    d.request(q, [_rq(blk.T_IN, 1)], [512, 1])
+    saved = fn.save()
+    d.wr(0x14, 1, 0)  # reset: queues gone
+    assert not fn.queues[0].enabled
+    fn.restore(saved)
+    assert fn.queues[0].enabled and fn.queues[0].last_avail == 1 and d.status & vd.S_DRIVER_OK
+    _, (data, st) = d.request(q, [_rq(blk.T_IN, 2)], [512, 1])  # continues where it was
+    assert st == b"\0" and data == b"\x02" * 512
+    bad = dict(saved, device=dict(saved["device"], driver_features=1 << 63))
+    with pytest.raises(StateError):
+        fn.restore(bad)
+    qs = dict(saved["device"]["queues"][0], size=3)
+    bad = dict(saved, device=dict(saved["device"], queues=[qs]))
+    with pytest.raises(StateError):
+        fn.restore(bad)
+    assert fn.queues[0].size == q.size  # a rejected state leaves the device unchanged
+
+
+def test_requests_complete_off_the_caller_thread_under_the_machine_lock(tmp_path: Path) -> None:
+    """With the host worker (ThreadExecutor), the notify returns before the I/O is done
+    and the completion writes the guest's buffers while holding the machine lock."""
+    import threading
+
+    from southbridge.host.block import ThreadExecutor
+
+    p = _image(tmp_path)
+    m = PcMachine(clock=ManualClock())
+    gate = threading.Event()
+
+    class SlowImage(RawImage):
+        def read(self, offset: int, length: int) -> bytes:
+            gate.wait(5)  # a slow disk: the vCPU side must not wait for it
+            return super().read(offset, length)
+
+    ex = ThreadExecutor(m.lock, "test")
+    fn = VirtioPci(blk.VirtioBlk(SlowImage(str(p)), ex))
+    m.pci_bus.add(fn, SLOT)
+    d = Driver(m, SLOT)
+    holders: list[bool] = []
+    orig_used = fn.used
+
+    def used(q: object) -> None:
+        holders.append(m.lock._is_owned())  # type: ignore[attr-defined]  # RLock: this thread?
+        orig_used(q)  # type: ignore[arg-type]
+
+    fn.used = used  # type: ignore[method-assign]
+    try:
+        with m.lock:
+            d.init(0)
+            q = d.queues[0]
+            head, (buf, st) = d.add_chain(q, [_rq(blk.T_IN, 9)], [512, 1])
+            d.make_available(q, head)
+            assert d.used(q) == []  # returned at once, request still in flight
+        gate.set()
+        ex.close()  # finishes the queued request
+        with m.lock:
+            assert d.used(q) == [(head, 513)]
+            assert d.mem_read(buf, 512) == b"\x09" * 512 and d.mem_read(st, 1) == b"\0"
+        assert holders == [True]
+    finally:
+        gate.set()
+        ex.close()

@@ -70,3 +70,18 @@ def test_emergency_write() -> None:
     m.mmio.write(d.devcfg + 8, 4, ord("E"))
     assert bytes(be.output) == b"E"
     assert m.mmio.read(d.devcfg + 4, 4) == 1  # max_nr_ports
+
+
+def test_save_restore_resends_only_the_unsent_rest() -> None:
+    m, be, d = _setup(capacity=4)
+    fn = m.pci_bus.function_at(SLOT << 3)
+    assert fn is not None
+    tx = d.queues[1]
+    head, _ = d.add_chain(tx, [b"abcdefgh"], [])
+    d.make_available(tx, head)
+    saved = fn.save()
+    fn.restore(saved)  # the held chain is popped again, skipping the 4 bytes sent
+    be.drain()
+    be.drain()
+    assert bytes(be.output) == b"abcdefgh"
+    assert d.used(tx) == [(head, 0)]

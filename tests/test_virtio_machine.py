@@ -90,7 +90,11 @@ def test_lspci_shows_virtio_with_capabilities(
         (["--device", "virtio-serial,speed=9"], "unknown option"),
         (["--boot", "order=z", "--drive", "file={img}"], "order=c or order=n"),
         (["--boot", "order=c"], "no --drive"),
-        (["--boot", "order=n"], "no network device"),
+        (["--boot", "order=n"], "iPXE"),
+        (["--netdev", "tap,ifname=tap0"], "tap is not supported yet"),
+        (["--netdev", "socket"], "unknown"),
+        (["--netdev", "user,mac=01:00:00:00:00:01"], "multicast"),
+        (["--netdev", "user,mac=zz"], "expected XX:XX"),
     ],
 )
 def test_bad_options_one_line(
@@ -114,3 +118,22 @@ def test_read_only_permission(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         assert main(["lspci", "--drive", f"file={img},readonly=on"]) == 0
     finally:
         img.chmod(0o644)
+
+
+@pytest.mark.skipif(shutil.which("passt") is None, reason="Debian's passt is not installed")
+def test_lspci_with_a_passt_network_card(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lspci", "--netdev", "user", "--netdev", "user,mac=52:54:00:aa:bb:cc"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "00:03.0 Ethernet controller [0200]: Red Hat, Inc. Virtio network device [1af4:1000]" in out
+    )
+    assert "00:04.0 Ethernet controller [0200]" in out
+
+
+def test_missing_passt_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["lspci", "--netdev", "user"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "passt" in err[0]

@@ -114,3 +114,49 @@ def test_rng_any_rings(ring: list[tuple[int, bytes]], ops: list[tuple[str, int, 
 class _Zero:
     def read(self, n: int) -> bytes:
         return bytes(n)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    ring=st.lists(_mem, max_size=12),
+    frames=st.lists(st.binary(min_size=0, max_size=3000), max_size=4),
+    ops=st.lists(_reg, max_size=20),
+    merge=st.booleans(),
+)
+def test_net_and_console_any_rings(
+    ring: list[tuple[int, bytes]],
+    frames: list[bytes],
+    ops: list[tuple[str, int, int, int]],
+    merge: bool,
+) -> None:
+    from southbridge.host.chardev import BufferBackend
+    from southbridge.host.net import FrameBuffer
+    from southbridge.virtio.console import VirtioConsole
+    from southbridge.virtio.net import F_MRG_RXBUF, VirtioNet
+
+    m = PcMachine(clock=ManualClock())
+    nb, cb = FrameBuffer(capacity=2), BufferBackend(capacity=8)
+    net, con = VirtioNet(nb, bytes.fromhex("525400123456")), VirtioConsole(cb)
+    nb.attach(net.input_ready, net.output_ready)
+    cb.attach(con.input_ready, con.output_ready)
+    m.pci_bus.add(VirtioPci(net), SLOT)
+    m.pci_bus.add(VirtioPci(con), SLOT + 1)
+    for k in range(2):
+        d = Driver(m, SLOT + k, heap=0x200000 + 0x100000 * k, n=k)
+        d.init(vd.F_RING_INDIRECT_DESC | (F_MRG_RXBUF if merge else 0), nqueues=2)
+        for q in d.queues.values():
+            for off, data in ring:
+                d.mem_write(q.desc + off % (16 * q.size + 6 + 2 * q.size), data)
+            d.kick(q)
+        for f in frames:
+            nb.feed(f)
+            cb.feed(f[:16])
+        nb.drain()
+        cb.drain()
+        for op in ops:
+            _apply(d, op)
+        d.cfg_write(0x20, 4, d.modern_base)  # the writes may have moved or disabled BAR4
+        d.cfg_write(0x24, 4, 0)
+        d.cfg_write(0x04, 2, 7)
+        d.wr(0x14, 1, 0)
+        assert d.status == 0

@@ -1,6 +1,7 @@
 """The run command's virtio options in QEMU's words: --drive, --device, --boot.
 
   --drive file=PATH[,if=virtio][,format=raw][,readonly=on]   repeatable, a disk each
+  --netdev user[,mac=52:54:00:12:34:56]                       virtio-net through passt
   --device virtio-rng-pci                                      entropy from os.urandom
   --device virtio-serial[,chardev=SPEC]                        one console port (SPEC as
                                                                --serial; default none)
@@ -37,12 +38,20 @@ def add_options(r: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="add a device: virtio-rng-pci, virtio-serial[,chardev=SPEC]",
     )
+    r.add_argument(
+        "--netdev",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="virtio-net card: user[,mac=XX:XX:XX:XX:XX:XX] (passt); repeatable",
+    )
     r.add_argument("--boot", metavar="order=c|n", help="boot order: c (disk) or n (network)")
 
 
 @dataclass(frozen=True)
 class VirtioOptions:
     drives: tuple[DriveSpec, ...]
+    nets: tuple[bytes, ...]  # MAC per user-mode (passt) card
     rng: bool
     console: str | None  # chardev spec
     boot_order: str | None
@@ -72,6 +81,18 @@ def check(args: argparse.Namespace) -> VirtioOptions:
             if console is not None:
                 raise UserError("--device virtio-serial given twice (one port is supported)")
             console = opts.get("chardev", "none")
+    nets: list[bytes] = []
+    for text in args.netdev:
+        kind, _, rest = text.partition(",")
+        if kind == "tap":
+            raise UserError(f"--netdev {text}: tap is not supported yet (use user)")
+        if kind != "user":
+            raise UserError(f"--netdev {kind}: unknown (known: user)")
+        opts = _options(f"--netdev {text}", rest, ("mac",))
+        mac = _mac(text, opts["mac"]) if "mac" in opts else bytes.fromhex("525400123456")
+        if "mac" not in opts:
+            mac = mac[:5] + bytes([mac[5] + len(nets)])  # QEMU's default, one per card
+        nets.append(mac)
     order = None
     if args.boot is not None:
         opts = _options(f"--boot {args.boot}", args.boot, ("order",))
@@ -79,10 +100,23 @@ def check(args: argparse.Namespace) -> VirtioOptions:
         if order not in ("c", "n"):
             raise UserError(f"--boot {args.boot}: expected order=c or order=n")
         if order == "n":
-            raise UserError("--boot order=n: there is no network device to boot from yet")
+            raise UserError("--boot order=n: network boot needs iPXE's option ROM, not wired yet")
         if not drives:
             raise UserError("--boot order=c: no --drive to boot from")
-    return VirtioOptions(tuple(drives), rng, console, order)
+    return VirtioOptions(tuple(drives), tuple(nets), rng, console, order)
+
+
+def _mac(text: str, value: str) -> bytes:
+    parts = value.split(":")
+    try:
+        if len(parts) != 6 or any(len(p) != 2 for p in parts):
+            raise ValueError
+        mac = bytes(int(p, 16) for p in parts)
+    except ValueError:
+        raise UserError(f"--netdev {text}: mac={value}: expected XX:XX:XX:XX:XX:XX") from None
+    if mac[0] & 1:
+        raise UserError(f"--netdev {text}: mac={value} is a multicast address")
+    return mac
 
 
 def _options(what: str, text: str, known: tuple[str, ...]) -> dict[str, str]:
@@ -106,20 +140,28 @@ def open_setup(opts: VirtioOptions, threads: bool = True) -> VirtioSetup:
     from southbridge.host.block import ImageError, RawImage, ThreadExecutor
     from southbridge.host.chardev import make_backend
     from southbridge.host.entropy import UrandomSource
+    from southbridge.host.net import start_passt
+    from southbridge.virtio.net import NetBackend
 
     images: list[RawImage] = []
+    nets: list[tuple[NetBackend, bytes]] = []
+    console = None
     try:
         for spec in opts.drives:
             images.append(spec.open())
-        console = None
+        for mac in opts.nets:
+            nets.append((start_passt(), mac))
         if opts.console is not None:
             console = make_backend(opts.console)
     except (ImageError, ValueError) as e:
         for img in images:
             img.close()
+        for be, _ in nets:
+            be.close()
         raise UserError(str(e)) from None
     return VirtioSetup(
         drives=images,
+        nets=nets,
         executor=ThreadExecutor if threads else None,
         rng=UrandomSource() if opts.rng else None,
         console=console,
@@ -133,5 +175,7 @@ def close_setup(setup: VirtioSetup) -> None:
         closer = getattr(d, "close", None)
         if callable(closer):
             closer()
+    for be, _ in setup.nets:
+        be.close()
     if setup.console is not None:
         setup.console.close()

@@ -3,7 +3,7 @@
 The host-side pieces come opened from the caller (images, the entropy source, the console's
 chardev backend, an executor factory taking the machine lock); the machine owns them from
 here on and closes them with itself. Functions take PCI slots from `first_slot` up, in the
-order disks, rng, console, as QEMU assigns addresses in command-line order.
+order disks, network cards, rng, console, as QEMU assigns addresses in command-line order.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from southbridge.devices.blockdev import BlockBackend, BlockExecutor, InlineExec
 from southbridge.devices.chardev import CharBackend
 from southbridge.virtio.blk import VirtioBlk
 from southbridge.virtio.console import VirtioConsole
+from southbridge.virtio.net import NetBackend, VirtioNet
 from southbridge.virtio.pci import VirtioPci
 from southbridge.virtio.rng import EntropySource, VirtioRng
 
@@ -30,6 +31,8 @@ class VirtioSetup:
     drives: Sequence[BlockBackend] = ()
     # (machine lock, name) -> executor; None: inline (the manual clock, qtest).
     executor: Callable[[Any, str], BlockExecutor] | None = None
+    # (frame backend, MAC) per virtio-net function.
+    nets: Sequence[tuple[NetBackend, bytes]] = ()
     rng: EntropySource | None = None
     console: CharBackend | None = None
     boot_order: str | None = None  # "c": the virtio disks first (fw_cfg bootorder)
@@ -55,6 +58,12 @@ def add_virtio(m: PcMachine, setup: VirtioSetup) -> list[Callable[[], None]]:
             closers.append(closer)
         fns.append(VirtioPci(VirtioBlk(drive, ex), name=name))
         disk_slots.append(slot)
+        slot += 1
+    for i, (backend, mac) in enumerate(setup.nets):
+        net = VirtioNet(backend, mac)
+        backend.attach(m.locked(net.input_ready), m.locked(net.output_ready))
+        closers.append(backend.close)
+        fns.append(VirtioPci(net, name=f"virtio-net{i}"))
         slot += 1
     if setup.rng is not None:
         fns.append(VirtioPci(VirtioRng(setup.rng), name="virtio-rng"))

@@ -11,7 +11,9 @@ machine lock (the machine wraps them, as it does the UART's).
 from __future__ import annotations
 
 import struct
+from typing import Any
 
+from southbridge.core.state import get_int
 from southbridge.devices.chardev import CharBackend
 from southbridge.virtio import device as vd
 from southbridge.virtio.queue import Chain, SplitQueue
@@ -31,6 +33,7 @@ class VirtioConsole(vd.VirtioDevice):
         super().__init__()
         self.backend = backend
         self._tx: tuple[Chain, bytes, int] | None = None  # chain, its bytes, bytes taken
+        self._skip = 0  # bytes of the next chain already sent before a restore
 
     def features(self) -> int:
         return F_EMERG_WRITE
@@ -44,6 +47,20 @@ class VirtioConsole(vd.VirtioDevice):
 
     def reset(self) -> None:
         self._tx = None
+        self._skip = 0
+
+    def save(self) -> dict[str, Any]:
+        """A chain held under back-pressure is saved as "pop it again, skip what was sent"
+        (the queue's last_avail is saved one back, see `rewind`)."""
+        return {"tx_sent": self._tx[2] if self._tx is not None else -1}
+
+    def rewind(self) -> dict[int, int]:
+        return {TXQ: 1} if self._tx is not None else {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        sent = get_int(state, "tx_sent", -1, MAX_CHUNK)
+        self._tx = None
+        self._skip = max(0, sent)
 
     def notify(self, queue: SplitQueue) -> None:
         if queue.index == TXQ:
@@ -76,7 +93,8 @@ class VirtioConsole(vd.VirtioDevice):
                 chain = q.pop(dma)
                 if chain is None:
                     break
-                self._tx = (chain, SplitQueue.gather(dma, chain.readable, MAX_CHUNK), 0)
+                data = SplitQueue.gather(dma, chain.readable, MAX_CHUNK)
+                self._tx, self._skip = (chain, data, min(self._skip, len(data))), 0
             chain, data, done = self._tx
             done += self.backend.write(data[done:]) if done < len(data) else 0
             if done < len(data):

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from southbridge.core.device import BusDevice
+from southbridge.core.state import StateError, get_bool, get_int
 from southbridge.pci.bar import Bar, BarKind
 from southbridge.pci.capabilities import Capability, MsixCapability, MsixRegion
 from southbridge.pci.config import ConfigSpace
@@ -515,4 +516,57 @@ class VirtioPci(PciFunction):
         self.virtio_reset()
 
     def save_device(self) -> dict[str, Any]:
-        return {"virtio": self.dev.save()}
+        return {
+            "status": self.status,
+            "device_feature_select": self.device_feature_select,
+            "driver_feature_select": self.driver_feature_select,
+            "driver_features": self.driver_features,
+            "msix_config": self.msix_config,
+            "queue_select": self.queue_select,
+            "isr": self.isr,
+            "config_generation": self.config_generation,
+            "legacy": self.legacy,
+            "queues": self._save_queues(),
+            "virtio": self.dev.save(),
+        }
+
+    def _save_queues(self) -> list[dict[str, Any]]:
+        out = []
+        back = self.dev.rewind()
+        for q in self.queues:
+            qs = q.save()
+            qs["last_avail"] = (q.last_avail - back.get(q.index, 0)) & 0xFFFF
+            out.append(qs)
+        return out
+
+    def restore_device(self, state: dict[str, Any]) -> None:
+        u16, u32 = 0xFFFF, 0xFFFFFFFF
+        vals = {
+            "status": get_int(state, "status", 0, 0xFF),
+            "device_feature_select": get_int(state, "device_feature_select", 0, u32),
+            "driver_feature_select": get_int(state, "driver_feature_select", 0, u32),
+            "driver_features": get_int(state, "driver_features", 0, 2**64 - 1),
+            "msix_config": get_int(state, "msix_config", 0, u16),
+            "queue_select": get_int(state, "queue_select", 0, u16),
+            "isr": get_int(state, "isr", 0, ISR_QUEUE | ISR_CONFIG),
+            "config_generation": get_int(state, "config_generation", 0, 0xFF),
+        }
+        legacy = get_bool(state, "legacy")
+        if vals["driver_features"] & ~self.device_features():
+            raise StateError(f"{self.name}: saved driver features the device does not offer")
+        queues = state.get("queues")
+        if not isinstance(queues, list) or len(queues) != len(self.queues):
+            raise StateError(f"{self.name}: queue states do not match the device")
+        if not all(isinstance(q, dict) for q in queues):
+            raise StateError(f"{self.name}: queue state must be a mapping")
+        dev = state.get("virtio")
+        if not isinstance(dev, dict):
+            raise StateError(f"{self.name}: virtio device state must be a mapping")
+        checked = [q.check_state(qs) for q, qs in zip(self.queues, queues, strict=True)]
+        self.dev.restore(dev)  # validates first, then loads (raises StateError unchanged)
+        self._generation += 1  # completions of requests from before are not ours
+        for k, v in vals.items():
+            setattr(self, k, v)
+        self.legacy = legacy
+        for load in checked:
+            load()

@@ -10,8 +10,11 @@ device turns into NEEDS_RESET; nothing guest-controlled allocates or loops witho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from southbridge.core.state import StateError, get_bool, get_int
 from southbridge.pci.dma import Dma, DmaError
 
 DESC_SIZE = 16
@@ -87,6 +90,37 @@ class SplitQueue:
         self.event_idx = False
         self.indirect = False
 
+    _STATE = (
+        ("size", MAX_QUEUE_SIZE),
+        ("msix_vector", 0xFFFF),
+        ("desc", 2**64 - 1),
+        ("driver", 2**64 - 1),
+        ("device", 2**64 - 1),
+        ("last_avail", 0xFFFF),
+        ("used_idx", 0xFFFF),
+        ("signalled_used", 0xFFFF),
+    )
+    _FLAGS = ("enabled", "signalled_valid", "event_idx", "indirect")
+
+    def save(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k) for k, _ in self._STATE}
+        out.update({k: getattr(self, k) for k in self._FLAGS})
+        return out
+
+    def check_state(self, state: dict[str, Any]) -> Callable[[], None]:
+        """Validate a saved queue (StateError) and return the function that loads it."""
+        vals: dict[str, Any] = {k: get_int(state, k, 0, hi) for k, hi in self._STATE}
+        vals.update({k: get_bool(state, k) for k in self._FLAGS})
+        n = vals["size"]
+        if vals["enabled"] and (not 1 <= n <= self.max_size or n & (n - 1)):
+            raise StateError(f"queue {self.index}: saved size {n} is not valid")
+
+        def load() -> None:
+            for k, v in vals.items():
+                setattr(self, k, v)
+
+        return load
+
     def set_legacy_pfn(self, pfn: int) -> None:
         """Legacy layout (virtio 1.2, 2.7.2 / 4.1.5.1.1 legacy): one contiguous area."""
         base = pfn * LEGACY_ALIGN
@@ -130,6 +164,13 @@ class SplitQueue:
         if self.event_idx:
             _w16(dma, self.device + 4 + 8 * self.size, self.last_avail)
         return chain
+
+    def unpop(self, dma: Dma, to: int) -> None:
+        """Give back the chains popped since `last_avail` was `to` (none returned yet),
+        telling an EVENT_IDX driver the earlier position again."""
+        self.last_avail = to & 0xFFFF
+        if self.event_idx:
+            _w16(dma, self.device + 4 + 8 * self.size, self.last_avail)
 
     def _walk(self, dma: Dma, head: int) -> Chain:
         if head >= self.size:
@@ -184,7 +225,13 @@ class SplitQueue:
         _w16(dma, self.device + 2, self.used_idx)
 
     def should_interrupt(self, dma: Dma) -> bool:
-        """After pushes: does the driver want an interrupt (2.7.7, 2.7.10)?"""
+        """After pushes: does the driver want an interrupt (2.7.7, 2.7.10)?
+
+        The spec wants a full barrier between storing used.idx and loading used_event /
+        avail.flags (a store-load pair, which x86 may reorder). Pure Python has no fence
+        instruction; here the window is the few bytecodes in between, and a missed
+        interrupt only delays the driver to its next kick or timeout. A host-side fence
+        (the executor's lock release is one) would close it fully."""
         old, new = self.signalled_used, self.used_idx
         valid = self.signalled_valid
         self.signalled_used, self.signalled_valid = new, True
