@@ -300,3 +300,65 @@ def test_rtc_update_flag_waits_for_the_ticks_owed_from_before_it() -> None:
                 pf = 0
             clock.advance(0)
     assert counts[1:] == [1024, 1024]
+
+
+# -- both timers of a pc machine -----------------------------------------------------------
+
+
+def _tour_counts_on_a_late_cpu(gap_ns: int, per_wake: int) -> list[tuple[int, int]]:
+    """The tour's measurement on the manual clock: PIT 1000.15 Hz and RTC 1024 Hz through the
+    8259, a CPU that runs every `gap_ns` and then takes at most `per_wake` interrupts.
+    Returns (PIT, RTC periodic) counted between consecutive update interrupts."""
+    clock = ManualClock()
+    m = PcMachine(clock=clock)
+    for port, value in ((0x20, 0x11), (0x21, 0x08), (0x21, 0x04), (0x21, 0x01)):
+        m.ports.write(port, 1, value)
+    for port, value in ((0xA0, 0x11), (0xA1, 0x70), (0xA1, 0x02), (0xA1, 0x01)):
+        m.ports.write(port, 1, value)
+    m.ports.write(0x21, 1, 0xFA)
+    m.ports.write(0xA1, 1, 0xFE)
+    m.ports.write(0x43, 1, 0x34)
+    m.ports.write(0x40, 1, 1193 & 0xFF)
+    m.ports.write(0x40, 1, 1193 >> 8)
+    for index, value in ((0x0A, 0x26), (0x0B, 0x52)):
+        m.ports.write(0x70, 1, index)
+        m.ports.write(0x71, 1, value)
+    counts: list[tuple[int, int]] = []
+    pit = rtc = 0
+    t = 0
+    while len(counts) < 4:
+        t += gap_ns
+        clock.set(t)
+        for _ in range(per_wake):
+            if not m.pic.intr.level:
+                break
+            vector = m.pic.acknowledge()
+            if vector == 0x08:
+                pit += 1
+                m.ports.write(0x20, 1, 0x20)
+            elif vector == 0x70:
+                m.ports.write(0x70, 1, 0x0C)
+                c = m.ports.read(0x71, 1)
+                rtc += bool(c & 0x40)
+                if c & 0x10:
+                    counts.append((pit, rtc))
+                    pit = rtc = 0
+                m.ports.write(0xA0, 1, 0x20)
+                m.ports.write(0x20, 1, 0x20)
+            clock.advance(0)
+    return counts[1:]
+
+
+def test_pit_and_rtc_ticks_reach_a_late_guest_in_due_order() -> None:
+    """The tour next to a CPU hog, on the manual clock: the guest runs every 5 ms. Both
+    timers owe ticks at once; TickOrder lets the older go first, so each RTC second holds
+    1000 PIT and 1024 RTC ticks."""
+    for pit, rtc in _tour_counts_on_a_late_cpu(5_000_000, 1000):
+        assert abs(pit - 1000.15) <= 1 and rtc == 1024
+
+
+def test_a_guest_slower_than_its_timers_still_sees_one_timeline() -> None:
+    """A guest handling only 2000 interrupts a second (2024 are due): the backlog grows,
+    yet every RTC second it sees still holds its 1000 PIT and 1024 RTC ticks."""
+    for pit, rtc in _tour_counts_on_a_late_cpu(1_000_000, 2):
+        assert abs(pit - 1000.15) <= 1 and rtc == 1024

@@ -153,3 +153,49 @@ class GsiRouter:
     def connect(self, gsi: int, sink: Sink) -> None:
         """Wire an interrupt controller input (a PIC pin, an IOAPIC pin) to GSI `gsi`."""
         self.line(gsi).connect(sink)
+
+
+class TickOrder:
+    """Reinjecting timers of one machine deliver their owed ticks oldest first.
+
+    A guest that cannot keep up with its timer interrupts (a busy host, a slow handler) owes
+    ticks to several timers at once. Each may deliver only while no other owes a tick due
+    earlier, so the guest sees one consistent timeline: an RTC update-ended interrupt comes
+    after every PIT tick due before it and before every one due after it. A source tells
+    `owe` the due instant of its oldest owed tick, or None when it owes nothing or is not
+    being serviced (`serviced`: acknowledged at least twice since it was programmed, the
+    last time within `STALE_NS`; a lone acknowledge such as ICW1 dropping a request is no
+    service), so a timer whose interrupt the guest masks or ignores never stops the others;
+    it asks `first` before delivering. When a source's oldest due moves on, the
+    others' `retry` runs (each only arms its own timer, so no device re-enters another).
+    """
+
+    STALE_NS = 1_000_000_000
+
+    def __init__(self) -> None:
+        self._due: dict[int, int] = {}
+        self._retry: dict[int, Callable[[], None]] = {}
+
+    def join(self, retry: Callable[[], None]) -> int:
+        token = len(self._retry)
+        self._retry[token] = retry
+        return token
+
+    @classmethod
+    def serviced(cls, acks: int, acked_at: int, now: int) -> bool:
+        return acks >= 2 and now - acked_at < cls.STALE_NS
+
+    def owe(self, token: int, due: int | None) -> None:
+        old = self._due.get(token)
+        if due is None:
+            self._due.pop(token, None)
+        else:
+            self._due[token] = due
+        if old is not None and (due is None or due > old):
+            for other, retry in self._retry.items():
+                if other != token:
+                    retry()
+
+    def first(self, token: int, due: int) -> bool:
+        """Whether the source may deliver a tick due at `due` now."""
+        return all(d >= due for t, d in self._due.items() if t != token)

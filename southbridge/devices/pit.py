@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from southbridge.core.clock import Clock
 from southbridge.core.device import BusDevice
-from southbridge.core.irq import IrqLine
+from southbridge.core.irq import IrqLine, TickOrder
 from southbridge.core.ratelog import RateLimitedLog
 from southbridge.core.state import StateError, check_version, get_bool, get_int
 from southbridge.devices.port61 import Port61
@@ -453,6 +453,7 @@ class Pit(BusDevice):
         out0: IrqLine | None = None,
         policy: LostTickPolicy = DEFAULT_POLICY,
         min_period_ns: int = MIN_PERIOD_NS,
+        order: TickOrder | None = None,
     ) -> None:
         if policy not in LOST_TICK_POLICIES:
             raise ValueError(f"lost tick policy must be one of {', '.join(LOST_TICK_POLICIES)}")
@@ -478,6 +479,10 @@ class Pit(BusDevice):
         self.late_ticks = 0  # edges delivered after their instant
         if out0 is not None:
             out0.on_ack(self._on_ack)
+        # The machine's reinjecting timers deliver owed ticks oldest first (core/irq.py).
+        self._order = order
+        self._order_token = -1 if order is None else order.join(self._retry)
+        self._acks = self._acked_at = 0  # acknowledges since channel 0 was programmed, last
         self._resync(now)
 
     def reset(self) -> None:
@@ -487,6 +492,7 @@ class Pit(BusDevice):
         self.port61.reset()
         self._owed = 0
         self._awaiting_ack = False
+        self._acks = 0
         self._resync(now)
 
     # -- channel 0 output -> IRQ0 ------------------------------------------------------------
@@ -567,9 +573,10 @@ class Pit(BusDevice):
             if self._owed and not self._awaiting_ack:
                 self._pump(line, level)
             else:
-                # An edge waiting for its acknowledge must not rise the line: it would
-                # merge with the request still pending. Falling is always let through.
-                line.set(level and line.level)
+                self._tell_order(now)
+            # An edge waiting for its acknowledge must not rise the line: it would merge
+            # with the request still pending. Falling is always let through.
+            line.set(level and line.level)
         elif new > 0:
             # Late callbacks find several edges due: deliver one now, then per policy.
             self._deliver(line, level)
@@ -603,6 +610,8 @@ class Pit(BusDevice):
         if self.policy != "delay" or line is None:
             return
         self._awaiting_ack = False
+        self._acked_at = self.clock.now()
+        self._acks += 1
         if self._owed and not self._pumping:
             now = self.clock.now()
             ch = self.channels[0]
@@ -610,16 +619,47 @@ class Pit(BusDevice):
             self._pump(line, ch.out(now) and not self._clamped())
 
     def _pump(self, line: IrqLine, level: bool) -> None:
-        """Deliver owed edges, each once the one before was acknowledged. A controller that
-        acknowledges inside the delivery (at once) is looped here, not recursed into."""
+        """Deliver owed edges, each once the one before was acknowledged (and no other timer
+        owes an older tick). A controller that acknowledges inside the delivery (at once) is
+        looped here, not recursed into."""
         self._pumping = True
+        now = self.clock.now()
         try:
             while self._owed and not self._awaiting_ack:
+                if self._order is not None and not self._order.first(
+                    self._order_token, self._oldest_due(now)
+                ):
+                    break  # another timer's older tick first; its progress retries us
                 self._owed -= 1
                 self._awaiting_ack = True
                 self._deliver(line, level)
         finally:
             self._pumping = False
+            self._tell_order(now)
+
+    def _oldest_due(self, now: int) -> int:
+        """When the oldest owed edge was due: owed edges are the last ones before now, one
+        period apart (periodic modes; a one-shot's single edge is taken as due now)."""
+        ch = self.channels[0]
+        behind = max(0, self._owed - 1)
+        if self._clamped():
+            return now - behind * self.min_period_ns
+        if not (ch.active and ch.eff_mode in (2, 3)):
+            return now
+        d = ch.elapsed(now)  # a periodic OUT rises as the count reloads: d a multiple of n
+        last = ch.base_ns + ticks_to_ns(d // ch.n * ch.n - ch.base_d)
+        return min(last, now) - behind * ticks_to_ns(ch.n)
+
+    def _tell_order(self, now: int) -> None:
+        if self._order is not None:
+            serviced = TickOrder.serviced(self._acks, self._acked_at, now)
+            due = self._oldest_due(now) if self._owed and serviced else None
+            self._order.owe(self._order_token, due)
+
+    def _retry(self) -> None:
+        """Another timer delivered its older tick: look again soon (from our own timer)."""
+        if self._owed and not self._awaiting_ack:
+            self._timer.arm(self.clock.now())
 
     @property
     def owed_ticks(self) -> int:
@@ -667,6 +707,8 @@ class Pit(BusDevice):
                 # for an acknowledge, as KVM's kvm_pit_reset_reinject does.
                 self._owed = 0
                 self._awaiting_ack = False
+                self._acks = 0
+                self._tell_order(now)
         else:
             self.channels[offset].write_data(now, value)
         if touches0:

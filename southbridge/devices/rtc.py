@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 
 from southbridge.core.clock import Clock
 from southbridge.core.device import BusDevice
-from southbridge.core.irq import IrqLine
+from southbridge.core.irq import IrqLine, TickOrder
 from southbridge.core.ratelog import RateLimitedLog
 from southbridge.core.state import StateError, check_version, get_bool, get_int
 from southbridge.devices import rtc_time as rt
@@ -133,6 +133,7 @@ class Rtc(BusDevice):
         base: str = "utc",
         lost_tick_policy: str = DEFAULT_POLICY,
         wall_ns: Callable[[], int] = time.time_ns,
+        order: TickOrder | None = None,
     ) -> None:
         if lost_tick_policy not in POLICIES:
             raise ValueError(f"rtc lost_tick_policy {lost_tick_policy!r}: one of {POLICIES}")
@@ -156,6 +157,10 @@ class Rtc(BusDevice):
         self._uf_hold = 0  # slew: owed ticks to deliver before a held update-ended flag
         self._irq_unacked = False  # IRQ8 rose and no controller acknowledged it yet
         irq.on_ack(self._on_irq_ack)
+        # The machine's reinjecting timers deliver owed ticks oldest first (core/irq.py).
+        self._order = order
+        self._order_token = -1 if order is None else order.join(self._retry)
+        self._acks = self._acked_at = 0  # the controller's acknowledges of IRQ8, the last
         self._timer = clock.timer(self._on_timer, "rtc")
         # Power-on values (QEMU rtc_realizefn): 32.768 kHz divider running, 976.5625 us
         # rate, BCD, 24-hour; D shows the battery good.
@@ -256,6 +261,10 @@ class Rtc(BusDevice):
                 pending = bool(self._flags & PF)
                 offered = edges + (1 if catchup and self._lost else 0)
                 delivered = 1 if offered and not pending else 0
+                if delivered and self._order is not None:
+                    due = self._tick_due(g1, period, self._lost + edges)
+                    if not self._order.first(self._order_token, due):
+                        delivered = 0  # another timer's older tick goes first
                 limit = SLEW_MAX_OWED_S * TICK_HZ // period
                 self._lost = min(limit, max(0, self._lost + edges - delivered))
                 if delivered:
@@ -307,8 +316,32 @@ class Rtc(BusDevice):
                     times.append(alarm * NS - to_clock)
         return min(times) if times else None
 
+    def _tick_due(self, g: int, period: int, outstanding: int) -> int:
+        """Clock time the oldest of `outstanding` undelivered ticks up to guest time `g`
+        was due (periodic ticks sit on the divider grid, one period apart)."""
+        k = g * TICK_HZ // NS // period - max(0, outstanding - 1)
+        return -(-k * period * NS // TICK_HZ) - self._base_ns - self.offset_ns
+
+    def _tell_order(self) -> None:
+        if self._order is None:
+            return
+        period = self._period()
+        due = None
+        serviced = TickOrder.serviced(self._acks, self._acked_at, self.clock.now())
+        if self._lost and period and self._running() and serviced:
+            due = min(self._tick_due(self.guest_ns(self._synced), period, self._lost), self._synced)
+        self._order.owe(self._order_token, due)
+
+    def _retry(self) -> None:
+        """Another timer delivered its older tick: offer an owed one again (own timer)."""
+        if self._lost and not self._flags & PF:
+            now = self.clock.now()
+            self._catchup_at = now
+            self._timer.arm(now)
+
     def _arm(self) -> None:
         """Drive IRQ8 from IRQF and arm the timer for the next rising instant only."""
+        self._tell_order()
         if self._uf_hold and not self._lost:
             self._release_uf()  # the owed ticks went (or were dropped) another way
         if self.irqf and not self.irq.level:
@@ -367,6 +400,8 @@ class Rtc(BusDevice):
     def _on_irq_ack(self) -> None:
         """The interrupt controller took IRQ8: an owed tick waiting for it goes out now."""
         self._irq_unacked = False
+        self._acked_at = self.clock.now()
+        self._acks += 1
         if self._catchup_at is not None and not self._flags & PF:
             now = self.clock.now()
             if self._catchup_at > now:

@@ -13,6 +13,7 @@ from functools import partial
 
 from southbridge.core.clock import Clock
 from southbridge.core.hostports import HostPortBackend
+from southbridge.core.irq import TickOrder
 from southbridge.core.permissions import PortPermissions
 from southbridge.devices import debugexit, fwcfg, i8042, postcode, reset, testdev
 from southbridge.devices import ioapic as ioapic_mod
@@ -101,7 +102,9 @@ class PcMachine(Machine):
     def _add_pit(self) -> None:
         """The 8254 PIT at 0x40-0x43, its OUT0 on ISA IRQ 0 (GSI 0), and port 0x61 (channel
         2 gate, speaker data, refresh toggle, OUT2)."""
-        self.pit = Pit(self.clock, self.gsi.input(0, "pit"))
+        # The PIT and the RTC deliver owed ticks in due order (core/irq.py TickOrder).
+        self.tick_order = TickOrder()
+        self.pit = Pit(self.clock, self.gsi.input(0, "pit"), order=self.tick_order)
         self.ports.register(0x40, 4, self.pit, "pit")
         self.ports.register(0x61, 1, self.pit.port61, "port61")
 
@@ -118,6 +121,7 @@ class PcMachine(Machine):
             self.gsi.input(8, "rtc"),
             base=self.config.rtc_base,
             lost_tick_policy=str(policy),
+            order=self.tick_order,
         )
         self.ports.register(0x70, 4, self.rtc, "rtc")
         # The BIOS's view of the machine in NVRAM, as QEMU's pc_cmos_init writes it. RAM is
