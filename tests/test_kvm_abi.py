@@ -26,6 +26,9 @@ STRUCTS = [
     "kvm_run",
     "kvm_msr_filter_range",
     "kvm_msr_filter",
+    "kvm_coalesced_mmio_zone",
+    "kvm_coalesced_mmio",
+    "kvm_coalesced_mmio_ring",
 ]
 # (struct, C member path, Python (class, field path))
 OFFSETS = [
@@ -58,6 +61,11 @@ OFFSETS = [
     ("kvm_sregs", "interrupt_bitmap", "interrupt_bitmap"),
     ("kvm_segment", "unusable", "unusable"),
     ("kvm_cpuid_entry2", "eax", "eax"),
+    ("kvm_coalesced_mmio_zone", "pio", "pio"),
+    ("kvm_coalesced_mmio", "len", "len"),
+    ("kvm_coalesced_mmio", "pio", "pio"),
+    ("kvm_coalesced_mmio", "data", "data"),
+    ("kvm_coalesced_mmio_ring", "last", "last"),
 ]
 IOCTLS = [
     "KVM_GET_API_VERSION",
@@ -82,6 +90,9 @@ IOCTLS = [
     "KVM_NMI",
     "KVM_X86_SET_MSR_FILTER",
     "KVM_GET_TSC_KHZ",
+    "KVM_REGISTER_COALESCED_MMIO",
+    "KVM_UNREGISTER_COALESCED_MMIO",
+    "KVM_COALESCED_MMIO_PAGE_OFFSET",
 ]
 CONSTANTS = [
     n

@@ -247,3 +247,52 @@ def test_interrupts_arrive_at_the_programmed_rate_in_host_time(mode: int, hz: fl
     assert len(probe.stamps) == 2
     elapsed = probe.stamps[1] - probe.stamps[0]
     assert elapsed == pytest.approx(1000 / hz, rel=0.01)
+
+
+class Log(BusDevice):
+    """A port that appends to a shared log: writes as ("w", value), reads as ("r", n)."""
+
+    io_sizes = frozenset({1})
+
+    def __init__(self, log: list[tuple[str, int]], tag: str) -> None:
+        self.log = log
+        self.tag = tag
+
+    def read(self, offset: int, size: int) -> int:
+        self.log.append((self.tag + "r", len(self.log)))
+        return 0
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.log.append((self.tag + "w", value))
+
+
+def _coalesce_run(coalesce: bool) -> tuple[list[tuple[str, int]], int]:
+    m = PcMachine(PcConfig(memory_mb=16), clock=HostClock())
+    log: list[tuple[str, int]] = []
+    m.ports.register(0x402, 1, Log(log, "debugcon-"), "debugcon-log")
+    m.ports.register(TEST_PORT, 1, Log(log, "test-"), "test-log")
+    m.coalesced_ports = [(0x402, 1)] if coalesce else []
+    load_bios(m, str(guestbuild.build("coalesce")))
+    with KvmSession(m) as s:
+        end = s.run(5)
+        exits = sum(v.exits for v in s.vcpus)
+    assert (end.reason, end.status) == ("exit", 0x43)
+    return log, exits
+
+
+def test_coalesced_debugcon_writes_keep_their_order_among_other_exits() -> None:
+    """Issue 13 item 4: debugcon writes queued in KVM's coalesced ring are replayed before
+    the next exit is handled, so a device log interleaving them with reads and writes of
+    another port is the same with and without coalescing; only the exits are fewer."""
+    plain, plain_exits = _coalesce_run(False)
+    coalesced, coalesced_exits = _coalesce_run(True)
+    assert coalesced == plain
+    assert plain[:5] == [
+        ("debugcon-w", 0),
+        ("debugcon-w", 0x40),
+        ("test-r", 2),
+        ("debugcon-w", 0x80),
+        ("test-w", 0),
+    ]
+    assert len(plain) == 16 * 5
+    assert coalesced_exits <= plain_exits - 3 * 16  # the 48 debugcon writes did not exit

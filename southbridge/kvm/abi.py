@@ -254,6 +254,33 @@ class kvm_run(ctypes.Structure):
     ]
 
 
+class kvm_coalesced_mmio_zone(ctypes.Structure):
+    """A guest range whose writes KVM queues in the ring instead of exiting (the union of
+    `pad` and `pio` in kvm.h is one u32: 1 for a port range)."""
+
+    _fields_ = [("addr", c_u64), ("size", c_u32), ("pio", c_u32)]
+
+
+class kvm_coalesced_mmio(ctypes.Structure):
+    """One queued write: address (a port for PIO), length, and up to 8 data bytes."""
+
+    _fields_ = [("phys_addr", c_u64), ("len", c_u32), ("pio", c_u32), ("data", ctypes.c_uint8 * 8)]
+
+
+class kvm_coalesced_mmio_ring(ctypes.Structure):
+    """The ring's header; `kvm_coalesced_mmio` entries follow it to the end of the page.
+    KVM advances `last`, userspace `first` (virt/kvm/coalesced_mmio.c)."""
+
+    _fields_ = [("first", c_u32), ("last", c_u32)]
+
+
+# The ring's page in a vCPU's mmap (arch/x86/include/uapi/asm/kvm.h) and its capacity
+# (KVM_COALESCED_MMIO_MAX in kvm.h, one 4 KiB page).
+KVM_COALESCED_MMIO_PAGE_OFFSET = 2
+KVM_COALESCED_MMIO_MAX = (4096 - ctypes.sizeof(kvm_coalesced_mmio_ring)) // ctypes.sizeof(
+    kvm_coalesced_mmio
+)
+
 # -- ioctls -------------------------------------------------------------------------------
 # on /dev/kvm
 KVM_GET_API_VERSION = _io(0x00)
@@ -267,6 +294,8 @@ KVM_SET_USER_MEMORY_REGION = _iow(0x46, kvm_userspace_memory_region)
 KVM_SET_TSS_ADDR = _io(0x47)
 KVM_SET_IDENTITY_MAP_ADDR = _iow(0x48, c_u64)
 KVM_ENABLE_CAP = _iow(0xA3, kvm_enable_cap)
+KVM_REGISTER_COALESCED_MMIO = _iow(0x67, kvm_coalesced_mmio_zone)
+KVM_UNREGISTER_COALESCED_MMIO = _iow(0x68, kvm_coalesced_mmio_zone)
 # on a vCPU fd
 KVM_RUN = _io(0x80)
 KVM_GET_REGS = _ior(0x81, kvm_regs)
@@ -284,10 +313,12 @@ KVM_CAP_USER_MEMORY = 3
 KVM_CAP_SET_TSS_ADDR = 4
 KVM_CAP_EXT_CPUID = 7
 KVM_CAP_NR_VCPUS = 9
+KVM_CAP_COALESCED_MMIO = 15
 KVM_CAP_SET_IDENTITY_MAP_ADDR = 37
 KVM_CAP_INTERNAL_ERROR_DATA = 40
 KVM_CAP_MAX_VCPUS = 66
 KVM_CAP_READONLY_MEM = 81
+KVM_CAP_COALESCED_PIO = 162
 KVM_CAP_IMMEDIATE_EXIT = 136
 KVM_CAP_X86_USER_SPACE_MSR = 188
 KVM_CAP_X86_MSR_FILTER = 189

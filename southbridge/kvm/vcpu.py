@@ -24,6 +24,7 @@ from typing import Literal, Protocol
 from southbridge.core.irq import IrqLine
 from southbridge.kvm import abi
 from southbridge.kvm.apic import VcpuApic
+from southbridge.kvm.coalesced import CoalescedRing, register_zones
 from southbridge.kvm.runend import RunEnd as RunEnd  # re-exported: tests and tools import it here
 from southbridge.kvm.system import Kvm, KvmError, ioctl
 from southbridge.machine.base import Machine
@@ -175,6 +176,8 @@ def ensure_kick_signal() -> None:
 class Vcpu:
     """One vCPU of a `Vm`, running `machine`'s devices."""
 
+    _ring: CoalescedRing | None = None  # coalesced write ring, when zones are registered
+
     def __init__(
         self,
         kvm: Kvm,
@@ -199,6 +202,12 @@ class Vcpu:
             self.fd, kvm.vcpu_mmap_size(), mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
         )
         self.run_struct = abi.kvm_run.from_buffer(self._map)
+        # Write-only sinks the machine names (`coalesced_ports`) stop exiting: vCPU 0
+        # registers them for the VM, every vCPU drains the shared ring (kvm/coalesced.py).
+        sinks: list[tuple[int, int]] = list(getattr(machine, "coalesced_ports", []))
+        mapped = len(self._map) >= (abi.KVM_COALESCED_MMIO_PAGE_OFFSET + 1) * mmap.PAGESIZE
+        if sinks and mapped and (index != 0 or register_zones(kvm, vm_fd, sinks)):
+            self._ring = CoalescedRing(self._map)
         self._setup_cpuid(kvm)
         self._reset_regs = self.get_regs()
         self._reset_sregs = self.get_sregs()
@@ -342,6 +351,7 @@ class Vcpu:
         views = (None, mv8, mv16, None, mv32)
         exit_io = abi.KVM_EXIT_IO
         out = abi.KVM_EXIT_IO_OUT
+        ring = self._ring
         try:
             while not is_stopped():
                 # Before entry: the interrupt controller's work, skipped when nothing waits (a
@@ -365,6 +375,10 @@ class Vcpu:
                     self._fail(f"KVM_RUN failed: {os.strerror(err)}")
                     return
                 self.exits += 1
+                if ring is not None and ring.pending():
+                    # Writes the guest made before this exit come first (kvm/coalesced.py).
+                    with machine.lock:
+                        ring.drain(machine)
                 reason = mv32[_REASON_I]
                 if reason == exit_io:
                     # One IN or OUT of 1, 2 or 4 bytes at an aligned data offset (KVM puts the
@@ -427,6 +441,9 @@ class Vcpu:
                     self._fail(f"unexpected KVM exit {reason} ({name})")
                     return
         finally:
+            if ring is not None and ring.pending():
+                with machine.lock:
+                    ring.drain(machine)  # the run ends: nothing the guest wrote is lost
             # Let `close` unmap the page: no view may outlive the loop.
             for view in (mv16, mv32, mv64, mv8):
                 view.release()
@@ -546,6 +563,9 @@ class Vcpu:
         return text
 
     def close(self) -> None:
+        if self._ring is not None:
+            self._ring.release()
+            self._ring = None
         del self.run_struct
         self._map.close()
         os.close(self.fd)

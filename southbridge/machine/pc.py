@@ -157,6 +157,12 @@ class PcMachine(Machine):
             self.ports.register(self.config.debugcon_port, 1, self.debugcon, "debugcon")
         self.postcode = postcode.PostCodePort(self.clock)
         self.ports.register(postcode.PORT, 1, self.postcode, "post-code")
+        # Write-only sinks: under KVM their writes are coalesced (kvm/coalesced.py) and
+        # replayed in order before the next exit, so the POST history's times are those of
+        # the replay.
+        self.coalesced_ports: list[tuple[int, int]] = [(postcode.PORT, 1)]
+        if self.debugcon is not None:
+            self.coalesced_ports.append((self.config.debugcon_port, 1))
         self.debug_exit = debugexit.DebugExit(self.request)
         self.ports.register(debugexit.PORT, debugexit.IOSIZE, self.debug_exit, "isa-debug-exit")
         self.port92 = reset.Port92(self.request, partial(self._set_a20, "port92"))
