@@ -9,17 +9,20 @@ keeps is the low 8 bits of the requested status.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from southbridge.core.device import BusDevice
 from southbridge.core.request import Request
-from southbridge.core.state import check_version
+from southbridge.core.state import check_header, header
 
 PORT = 0xF4
 IOSIZE = 4
 
 
 class DebugExit(BusDevice):
+    STATE_KIND: ClassVar[str] = "isa-debug-exit"
+    STATE_VERSION: ClassVar[int] = 1
+
     io_sizes = frozenset({1, 2, 4})
     name = "isa-debug-exit"
 
@@ -36,7 +39,7 @@ class DebugExit(BusDevice):
         self._request("exit", status)
 
     def save(self) -> dict[str, Any]:
-        return {"kind": "isa-debug-exit", "version": 1}
+        return header(self)
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, "isa-debug-exit", 1)
+        check_header(state, self)

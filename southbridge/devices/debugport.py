@@ -9,10 +9,10 @@ detects that the console is there (QEMU hw/char/debugcon.c).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from southbridge.core.device import BusDevice
-from southbridge.core.state import check_version, get_int
+from southbridge.core.state import check_header, get_int, header
 
 Output = Callable[[bytes], object]
 
@@ -36,6 +36,9 @@ class DebugCon(BusDevice):
     same.
     """
 
+    STATE_KIND: ClassVar[str] = "debugcon"
+    STATE_VERSION: ClassVar[int] = 1
+
     io_sizes = frozenset({1})
     name = "debugcon"
 
@@ -58,8 +61,8 @@ class DebugCon(BusDevice):
                 self.output = None
 
     def save(self) -> dict[str, Any]:
-        return {"kind": "debugcon", "version": 1, "readback": self.readback}
+        return header(self) | {"readback": self.readback}
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, "debugcon", 1)
+        state = check_header(state, self)
         self.readback = get_int(state, "readback", 0, 0xFF)

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import struct
-from typing import Any
+from typing import Any, ClassVar
 
 from southbridge.core.device import BusDevice
 from southbridge.core.memory import GuestMemory, RamRegion
 from southbridge.core.ratelog import RateLimitedLog
-from southbridge.core.state import StateError, check_version, get_int
+from southbridge.core.state import StateError, check_header, get_int, header
 
 SELECTOR_PORT = 0x510
 DATA_PORT = 0x511
@@ -71,6 +71,9 @@ class _Item:
 
 class FwCfg:
     """The item store and the selector/data/DMA state; `io` and `dma` are bus devices."""
+
+    STATE_KIND: ClassVar[str] = "fw_cfg"
+    STATE_VERSION: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -292,16 +295,14 @@ class FwCfg:
     def save(self) -> dict[str, Any]:
         # Items are host configuration, rebuilt by the machine like QEMU's; only the guest's
         # position is state.
-        return {
-            "kind": "fw_cfg",
-            "version": 1,
+        return header(self) | {
             "key": self.cur_key,
             "offset": self.cur_offset,
             "dma_addr": self.dma_addr,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, "fw_cfg", 1)
+        state = check_header(state, self)
         key = get_int(state, "key", 0, 0xFFFF)
         offset = get_int(state, "offset", 0, 0xFFFFFFFF)
         dma_addr = get_int(state, "dma_addr", 0, (1 << 64) - 1)

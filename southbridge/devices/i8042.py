@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from southbridge.core.device import BusDevice
 from southbridge.core.irq import IrqLine
 from southbridge.core.ratelog import RateLimitedLog
 from southbridge.core.request import Request
-from southbridge.core.state import StateError, check_version, get_bool, get_int
+from southbridge.core.state import StateError, check_header, get_bool, get_int, header
 
 DATA_PORT = 0x60
 STATUS_PORT = 0x64
@@ -77,6 +77,9 @@ SRC_NONE, SRC_CTRL, SRC_KBD, SRC_AUX = 0, 1, 2, 3
 
 class I8042:
     """The controller state; `data_port` and `command_port` are its two bus registrations."""
+
+    STATE_KIND: ClassVar[str] = "i8042"
+    STATE_VERSION: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -240,9 +243,7 @@ class I8042:
 
     # -- save / restore --------------------------------------------------------------------
     def save(self) -> dict[str, Any]:
-        return {
-            "kind": "i8042",
-            "version": 1,
+        return header(self) | {
             "mode": self.mode,
             "sys": bool(self.status & STAT_SYS),
             "cmd": bool(self.status & STAT_CMD),
@@ -255,7 +256,7 @@ class I8042:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, "i8042", 1)
+        state = check_header(state, self)
         mode = get_int(state, "mode", 0, 0xFF)
         sys_flag = get_bool(state, "sys")
         cmd_flag = get_bool(state, "cmd")

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from southbridge.core.device import BusDevice
 from southbridge.core.irq import IrqLine
 from southbridge.core.ratelog import RateLimitedLog
-from southbridge.core.state import StateError, check_version, get_int
+from southbridge.core.state import StateError, check_header, get_int, header
 from southbridge.devices.apicbus import (
     DM_EXTINT,
     DM_FIXED,
@@ -45,8 +45,6 @@ from southbridge.devices.apicbus import (
 
 logger = logging.getLogger("southbridge.ioapic")
 
-STATE_KIND = "ioapic"
-STATE_VERSION = 1
 
 DEFAULT_BASE = 0xFEC00000
 WINDOW_SIZE = 0x1000
@@ -77,6 +75,9 @@ U32 = 0xFFFFFFFF
 
 class IoApic(BusDevice):
     """One 82093AA-style IOAPIC on an APIC bus; devices drive pins through `set_irq`."""
+
+    STATE_KIND: ClassVar[str] = "ioapic"
+    STATE_VERSION: ClassVar[int] = 1
 
     io_sizes = frozenset({1, 2, 4})
     name = "ioapic"
@@ -261,8 +262,7 @@ class IoApic(BusDevice):
     # -- state ---------------------------------------------------------------------------
     def save(self) -> dict[str, Any]:
         return {
-            "kind": STATE_KIND,
-            "version": STATE_VERSION,
+            **header(self),
             "id": self.id,
             "ioregsel": self.ioregsel,
             "lines": self.lines,
@@ -270,7 +270,7 @@ class IoApic(BusDevice):
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, STATE_KIND, STATE_VERSION)
+        state = check_header(state, self)
         ident = get_int(state, "id", 0, 0xF)
         ioregsel = get_int(state, "ioregsel", 0, 0xFF)
         lines = get_int(state, "lines", 0, (1 << PINS) - 1)

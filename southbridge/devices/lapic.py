@@ -48,13 +48,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from southbridge.core.clock import NS_PER_SEC, Clock
 from southbridge.core.device import BusDevice
 from southbridge.core.irq import IrqLine
 from southbridge.core.ratelog import RateLimitedLog
-from southbridge.core.state import StateError, check_version, get_bool, get_int
+from southbridge.core.state import StateError, check_header, get_bool, get_int, header
 from southbridge.devices.apicbus import (
     DM_EXTINT,
     DM_FIXED,
@@ -73,8 +73,6 @@ from southbridge.devices.apicbus import (
 
 logger = logging.getLogger("southbridge.lapic")
 
-STATE_KIND = "lapic"
-STATE_VERSION = 1
 
 DEFAULT_BASE = 0xFEE00000
 WINDOW_SIZE = 0x1000
@@ -157,6 +155,9 @@ def _top(bits: int) -> int | None:
 
 class LocalApic(BusDevice):
     """One local APIC; also the `BusDevice` of its 4 KiB xAPIC MMIO window."""
+
+    STATE_KIND: ClassVar[str] = "lapic"
+    STATE_VERSION: ClassVar[int] = 1
 
     io_sizes = frozenset({1, 2, 4})
 
@@ -986,8 +987,7 @@ class LocalApic(BusDevice):
     # -- state ---------------------------------------------------------------------------
     def save(self) -> dict[str, Any]:
         return {
-            "kind": STATE_KIND,
-            "version": STATE_VERSION,
+            **header(self),
             "initial_id": self.initial_id,
             "apic_base": self.apic_base,
             "xapic_id": self.xapic_id,
@@ -1017,7 +1017,7 @@ class LocalApic(BusDevice):
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, STATE_KIND, STATE_VERSION)
+        state = check_header(state, self)
         if get_int(state, "initial_id", 0, U32 - 1) != self.initial_id:
             raise StateError(f"{self.name}: state is for APIC ID {state['initial_id']}")
         f: dict[str, Any] = {}

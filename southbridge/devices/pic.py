@@ -25,17 +25,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from southbridge.core.device import BusDevice
 from southbridge.core.irq import IrqLine
 from southbridge.core.ratelog import RateLimitedLog
-from southbridge.core.state import StateError, check_version, get_bool, get_int
+from southbridge.core.state import StateError, check_header, get_bool, get_int, header
 
 logger = logging.getLogger("southbridge.pic")
 
-STATE_KIND = "i8259-pair"
-STATE_VERSION = 1
 
 CASCADE_IR = 2  # the master's input wired to the slave's INT on a PC
 SPURIOUS_IR = 7  # IR7 is the "default" level answered when no request is left at INTA
@@ -393,6 +391,9 @@ class PicPair:
     `acknowledge()` for each interrupt it takes.
     """
 
+    STATE_KIND: ClassVar[str] = "i8259-pair"
+    STATE_VERSION: ClassVar[int] = 1
+
     def __init__(self, log: RateLimitedLog | logging.Logger | None = None) -> None:
         if log is None:
             log = logger
@@ -481,14 +482,13 @@ class PicPair:
     # -- state ---------------------------------------------------------------------------
     def save(self) -> dict[str, Any]:
         return {
-            "kind": STATE_KIND,
-            "version": STATE_VERSION,
+            **header(self),
             "master": self.master.save(),
             "slave": self.slave.save(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, STATE_KIND, STATE_VERSION)
+        state = check_header(state, self)
         mf = self.master.parse(state.get("master"))
         sf = self.slave.parse(state.get("slave"))
         probe = I8259("probe", False, SLAVE_ELCR_MASK, self.log, lambda chip, inta: None)

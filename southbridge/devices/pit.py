@@ -14,13 +14,13 @@ written rather than on the next CLK pulse, so pulse 0 of a sequence is the write
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from southbridge.core.clock import Clock
 from southbridge.core.device import BusDevice
 from southbridge.core.irq import IrqLine, TickOrder
 from southbridge.core.ratelog import RateLimitedLog
-from southbridge.core.state import StateError, check_version, get_bool, get_int
+from southbridge.core.state import StateError, brief, check_header, get_bool, get_int, header
 from southbridge.devices.port61 import Port61
 
 PIT_HZ = 1_193_182
@@ -444,6 +444,9 @@ class Channel:
 class Pit(BusDevice):
     """The 8254 at 0x40-0x43 (register with length 4) plus its port 0x61 companion."""
 
+    STATE_KIND: ClassVar[str] = "i8254"
+    STATE_VERSION: ClassVar[int] = 1
+
     io_sizes = frozenset({1})
     name = "pit"
 
@@ -742,9 +745,7 @@ class Pit(BusDevice):
     def save(self) -> dict[str, Any]:
         now = self.clock.now()
         self._service(now)
-        return {
-            "kind": "i8254",
-            "version": 1,
+        return header(self) | {
             "channels": [ch.save(now) for ch in self.channels],
             "owed": self._owed,
             "awaiting_ack": self._awaiting_ack,
@@ -753,14 +754,14 @@ class Pit(BusDevice):
 
     def restore(self, state: dict[str, Any]) -> None:
         # The lost-tick policy is host configuration, not guest-visible state: not restored.
-        check_version(state, "i8254", 1)
+        state = check_header(state, self)
         chans = state.get("channels")
         if not isinstance(chans, list) or len(chans) != 3:
             raise StateError("i8254: need exactly three channels")
         owed = get_int(state, "owed", 0, MAX_OWED)
         awaiting = state.get("awaiting_ack", False)  # absent in states saved before it
         if not isinstance(awaiting, bool):
-            raise StateError(f"i8254: field 'awaiting_ack'={awaiting!r} is not a boolean")
+            raise StateError(f"i8254: field 'awaiting_ack'={brief(awaiting)} is not a boolean")
         now = self.clock.now()
         fresh = [Channel(i, now) for i in range(3)]
         for ch, st in zip(fresh, chans, strict=True):

@@ -8,11 +8,11 @@ refresh cycle toggle and bit 5 reads channel 2's OUT (PIIX/ICH datasheets, NMI_S
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from southbridge.core.device import BusDevice
 from southbridge.core.ratelog import RateLimitedLog
-from southbridge.core.state import StateError, get_int
+from southbridge.core.state import StateError, check_header, get_int, header
 
 if TYPE_CHECKING:
     from southbridge.devices.pit import Pit
@@ -26,6 +26,9 @@ _log = RateLimitedLog(logging.getLogger("southbridge.port61"))
 
 
 class Port61(BusDevice):
+    STATE_KIND: ClassVar[str] = "port61"
+    STATE_VERSION: ClassVar[int] = 1
+
     io_sizes = frozenset({1})
     name = "port61"
 
@@ -49,11 +52,10 @@ class Port61(BusDevice):
         self.pit.set_gate(2, bool(value & 1))
 
     def save(self) -> dict[str, Any]:
-        return {"bits": self.bits}
+        return header(self) | {"bits": self.bits}
 
     def restore(self, state: Any) -> None:
-        if not isinstance(state, dict):
-            raise StateError("port61: state must be a mapping")
+        state = check_header(state, self)
         bits = get_int(state, "bits", 0, 0x0E)
         if bits & 1:
             raise StateError("port61: bit 0 is channel 2's gate, saved by the PIT")

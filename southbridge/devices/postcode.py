@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from southbridge.core.clock import Clock
 from southbridge.core.device import BusDevice
-from southbridge.core.state import StateError, check_version, get_int
+from southbridge.core.state import StateError, check_header, get_int, header
 
 PORT = 0x80
 
@@ -23,6 +23,9 @@ Hook = Callable[[int], None]
 
 class PostCodePort(BusDevice):
     """Latches the last byte written; `history` holds (time ns, code) of recent writes."""
+
+    STATE_KIND: ClassVar[str] = "post-code"
+    STATE_VERSION: ClassVar[int] = 1
 
     io_sizes = frozenset({1})
     name = "post-code"
@@ -50,10 +53,10 @@ class PostCodePort(BusDevice):
             hook(code)
 
     def save(self) -> dict[str, Any]:
-        return {"kind": "post-code", "version": 1, "last": self.last}
+        return header(self) | {"last": self.last}
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, "post-code", 1)
+        state = check_header(state, self)
         if "last" not in state:
             raise StateError("post-code: field 'last' missing")
         self.last = None if state["last"] is None else get_int(state, "last", 0, 0xFF)

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from southbridge.core.device import BusDevice
 from southbridge.core.ratelog import RateLimitedLog
 from southbridge.core.request import Request
-from southbridge.core.state import StateError, check_version, get_int
+from southbridge.core.state import StateError, check_header, get_int, header
 
 PORT92 = 0x92
 RCR_PORT = 0xCF9
@@ -38,6 +38,9 @@ RCR_RCPU = 0x04
 
 
 class Port92(BusDevice):
+    STATE_KIND: ClassVar[str] = "port92"
+    STATE_VERSION: ClassVar[int] = 1
+
     io_sizes = frozenset({1})
     name = "port92"
 
@@ -67,10 +70,10 @@ class Port92(BusDevice):
         self.value &= ~P92_RESET
 
     def save(self) -> dict[str, Any]:
-        return {"kind": "port92", "version": 1, "value": self.value}
+        return header(self) | {"value": self.value}
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, "port92", 1)
+        state = check_header(state, self)
         self.value = get_int(state, "value", 0, 0xFF)
         if self._a20 is not None:
             self._a20(self.a20)
@@ -79,6 +82,9 @@ class Port92(BusDevice):
 class ResetControl(BusDevice):
     """The 0xCF9 byte. Not registered on the port bus by itself: 0xCF9 sits inside the
     0xCF8 dword, so the PCI config-address device forwards byte accesses at 0xCF9 here."""
+
+    STATE_KIND: ClassVar[str] = "reset-control"
+    STATE_VERSION: ClassVar[int] = 1
 
     io_sizes = frozenset({1})
     name = "reset-control"
@@ -105,10 +111,10 @@ class ResetControl(BusDevice):
         self.value = 0
 
     def save(self) -> dict[str, Any]:
-        return {"kind": "reset-control", "version": 1, "value": self.value}
+        return header(self) | {"value": self.value}
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, "reset-control", 1)
+        state = check_header(state, self)
         value = get_int(state, "value", 0, 0xFF)
         if value & ~RCR_SRST:
             raise StateError(f"reset-control: bits 0x{value & ~RCR_SRST:x} cannot be latched")

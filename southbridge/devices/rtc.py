@@ -52,7 +52,7 @@ from southbridge.core.clock import Clock
 from southbridge.core.device import BusDevice
 from southbridge.core.irq import IrqLine, TickOrder
 from southbridge.core.ratelog import RateLimitedLog
-from southbridge.core.state import StateError, check_version, get_bool, get_int
+from southbridge.core.state import StateError, brief, check_header, get_bool, get_int, header
 from southbridge.devices import rtc_time as rt
 from southbridge.devices.rtc_time import NS
 
@@ -123,8 +123,8 @@ class Rtc(BusDevice):
 
     io_sizes: ClassVar[frozenset[int]] = frozenset({1})
     name = "rtc"
-    kind = "mc146818"
-    version = 1
+    STATE_KIND: ClassVar[str] = "mc146818"
+    STATE_VERSION: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -560,8 +560,7 @@ class Rtc(BusDevice):
             for i, v in self._clock_bytes(now).items():
                 bank0[i] = v
         return {
-            "kind": self.kind,
-            "version": self.version,
+            **header(self),
             "bank0": bank0.hex(),
             "bank1": self.bank1.hex(),
             "index": self.index,
@@ -578,7 +577,7 @@ class Rtc(BusDevice):
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, self.kind, self.version)
+        state = check_header(state, self)
         banks = []
         for key in ("bank0", "bank1"):
             try:
@@ -599,7 +598,9 @@ class Rtc(BusDevice):
         if flags & ~FLAGS:
             raise StateError(f"flags 0x{flags:x}: only PF, AF and UF are latched")
         if state.get("policy") != self.policy:
-            raise StateError(f"lost-tick policy {state.get('policy')!r} is not {self.policy!r}")
+            raise StateError(
+                f"lost-tick policy {brief(state.get('policy'))} is not {self.policy!r}"
+            )
         period = period_ticks(bank0[REG_A] & RS_MASK)
         slewing = self.policy == "slew" and bool(bank0[REG_B] & PIE) and period > 0
         lost = get_int(state, "lost", 0, SLEW_MAX_OWED_S * TICK_HZ // period if slewing else 0)

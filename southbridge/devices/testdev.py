@@ -15,11 +15,11 @@ Port map (QEMU hw/misc/pc-testdev.c):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from southbridge.core.device import BusDevice, ones
 from southbridge.core.irq import GsiRouter, IrqLine
-from southbridge.core.state import StateError, check_version, get_int
+from southbridge.core.state import StateError, check_header, get_int, header
 
 SCRATCH_PORT = 0xE0
 FLUSH_PORT = 0xE4
@@ -33,6 +33,9 @@ IOMEM_LEN = 0x10000
 class PcTestdev:
     """Holds the shared state; the attributes `scratch`, `flush`, `scratch_byte`, `irq` and
     `iomem` are the bus devices to register at the addresses above."""
+
+    STATE_KIND: ClassVar[str] = "pc-testdev"
+    STATE_VERSION: ClassVar[int] = 1
 
     def __init__(self, gsi: GsiRouter | None = None, iomem_len: int = IOMEM_LEN) -> None:
         self.data = 0
@@ -61,16 +64,14 @@ class PcTestdev:
             self.lines[n].set(level)
 
     def save(self) -> dict[str, Any]:
-        return {
-            "kind": "pc-testdev",
-            "version": 1,
+        return header(self) | {
             "data": self.data,
             "levels": [line.level for line in self.lines],
             "iomem": bytes(self.iomem_buf),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, "pc-testdev", 1)
+        state = check_header(state, self)
         data = get_int(state, "data", 0, 0xFFFFFFFF)
         levels = state.get("levels")
         if (

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
 from southbridge.core.clock import NS_PER_SEC, Clock
 from southbridge.core.device import BusDevice
 from southbridge.core.irq import IrqLine
 from southbridge.core.ratelog import RateLimitedLog
-from southbridge.core.state import StateError, check_version, get_bool, get_int
+from southbridge.core.state import StateError, brief, check_header, get_bool, get_int, header
 from southbridge.devices.chardev import CharBackend
 
 logger = logging.getLogger("southbridge.uart")
@@ -43,8 +43,6 @@ logger = logging.getLogger("southbridge.uart")
 # Bytes written to a full THR/FIFO that are kept (beyond the chip) so no output is lost.
 TX_SLACK = 4096
 
-STATE_KIND = "uart16550"
-STATE_VERSION = 1
 
 # Register offsets (DLAB=1 turns 0 and 1 into the divisor latch).
 RBR = THR = DLL = 0
@@ -175,6 +173,9 @@ class Uart16550(BusDevice):
     threaded backend must be attached through the machine, which calls them under its
     device lock (`Machine.locked`), as Firecracker wraps vm-superio's serial in a mutex.
     """
+
+    STATE_KIND: ClassVar[str] = "uart16550"
+    STATE_VERSION: ClassVar[int] = 1
 
     io_sizes = frozenset({1})
 
@@ -551,8 +552,7 @@ class Uart16550(BusDevice):
 
     def save(self) -> dict[str, Any]:
         return {
-            "kind": STATE_KIND,
-            "version": STATE_VERSION,
+            **header(self),
             "divisor": self.divisor,
             "ier": self.ier,
             "fcr": self.fcr,
@@ -576,7 +576,7 @@ class Uart16550(BusDevice):
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, STATE_KIND, STATE_VERSION)
+        state = check_header(state, self)
         s = _parse(state)
         self._init_registers()
         for key in ("divisor", "ier", "fcr", "lcr", "mcr", "scr", "rbr", "lsr_errors"):
@@ -611,7 +611,7 @@ def _byte_list(state: dict[str, Any], key: str, allowed: int, limit: int) -> lis
         raise StateError(f"field {key!r} must be a list of at most {limit} entries")
     for e in v:
         if not isinstance(e, int) or isinstance(e, bool) or e < 0 or e & ~allowed:
-            raise StateError(f"field {key!r} has an invalid entry {e!r}")
+            raise StateError(f"field {key!r} has an invalid entry {brief(e)}")
     return list(v)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from southbridge.core.clock import Clock, ManualClock
 from southbridge.core.hostports import HostPortBackend
@@ -14,6 +15,7 @@ from southbridge.core.mmiobus import MmioBus
 from southbridge.core.permissions import PortPermissions
 from southbridge.core.portbus import PortBus
 from southbridge.core.request import RequestKind
+from southbridge.core.state import StateError, Stateful, brief, check_keys, check_version
 from southbridge.devices.lapic import LocalApic
 from southbridge.devices.pic import PicPair
 
@@ -28,6 +30,11 @@ class RunRequest:
 
 class Machine:
     """The device side of one domain.
+
+    State: `save()` is every stateful part's state under the stable key `stateful()` gives
+    it; `restore()` takes only a state with exactly those keys, validates each part and
+    the invariants between parts, and raises `StateError` for anything else, leaving the
+    machine as it was.
 
     Locking: `lock` is the machine's device lock. vCPU threads take it around every exit they
     dispatch to a device and the timer thread takes it around timer callbacks, so each device
@@ -59,6 +66,48 @@ class Machine:
         self.lapics: list[LocalApic] = []
         self.run_request: RunRequest | None = None
         self._request_hooks: list[Callable[[RunRequest], None]] = []
+
+    STATE_KIND: ClassVar[str] = "machine"
+    STATE_VERSION: ClassVar[int] = 1
+
+    def stateful(self) -> dict[str, Stateful]:
+        """Every part with guest-visible state, under a key stable across runs (a subclass
+        adds its devices)."""
+        return {}
+
+    def save(self) -> dict[str, Any]:
+        """The whole device side as plain data (guest RAM and vCPUs are saved by kvm/)."""
+        with self.lock:
+            parts = {key: part.save() for key, part in self.stateful().items()}
+        return {"kind": self.STATE_KIND, "version": self.STATE_VERSION, "devices": parts}
+
+    def restore(self, state: object) -> None:
+        """Load a state from `save()` of a machine with the same configuration. All or
+        nothing: a rejected state (StateError) leaves every part as it was."""
+        st = check_version(state, self.STATE_KIND, self.STATE_VERSION)
+        check_keys(st, self.STATE_KIND, {"kind", "version", "devices"})
+        devices = st["devices"]
+        if not isinstance(devices, dict):
+            raise StateError(f"{self.STATE_KIND}: devices={brief(devices)} is not a mapping")
+        parts = self.stateful()
+        check_keys(devices, f"{self.STATE_KIND} devices", set(parts))
+        with self.lock:
+            backup = {key: part.save() for key, part in parts.items()}
+            try:
+                for key, part in parts.items():
+                    try:
+                        part.restore(devices[key])
+                    except StateError as e:
+                        raise StateError(f"{key}: {e}") from None
+                self.check_invariants()
+            except StateError:
+                for key, part in parts.items():
+                    part.restore(backup[key])
+                raise
+
+    def check_invariants(self) -> None:
+        """Raise StateError if the restored parts contradict each other (a subclass checks
+        what its wiring implies)."""
 
     def on_request(self, hook: Callable[[RunRequest], None]) -> None:
         self._request_hooks.append(hook)

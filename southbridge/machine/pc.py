@@ -15,6 +15,7 @@ from southbridge.core.clock import Clock
 from southbridge.core.hostports import HostPortBackend
 from southbridge.core.irq import TickOrder
 from southbridge.core.permissions import PortPermissions
+from southbridge.core.state import StateError, Stateful
 from southbridge.devices import debugexit, fwcfg, i8042, postcode, reset, testdev
 from southbridge.devices import ioapic as ioapic_mod
 from southbridge.devices import lapic as lapic_mod
@@ -265,6 +266,14 @@ class PcMachine(Machine):
         self.pic.intr.connect(partial(self.ioapic.set_irq, 0))
         for lapic in self.lapics:
             self.pic.intr.connect(lapic.set_lint0)
+        # Wires already high (the PIT's OUT0 and so the 8259's INTR at power-on) reach the
+        # IOAPIC inputs connected after them, so it latches what the 8259 latches (the
+        # LAPICs' LINT0 is left as before: the KVM guests' interrupt tests depend on it).
+        for gsi in range(min(len(self.gsi), ioapic_mod.PINS)):
+            if gsi != 2 and self.gsi.lines[gsi].level:
+                self.ioapic.set_irq(2 if gsi == 0 else gsi, True)
+        if self.pic.intr.level:
+            self.ioapic.set_irq(0, True)
         self.msi = MsiRouter(self.apic_bus)
         self.pci_bus.msi_sink = self.msi
         self._add_irq_acks()
@@ -287,6 +296,49 @@ class PcMachine(Machine):
 
         self.virtio: list[VirtioPci] = []
         self._virtio_closers = add_virtio(self, setup)
+
+    STATE_KIND = "machine/pc"
+
+    def stateful(self) -> dict[str, Stateful]:
+        """The pc's stateful parts under stable keys (port 0x61 is inside the PIT's state,
+        the PCI functions inside the bus's, each under its slot path). Interrupt
+        controllers come last: saving a timer brings it up to date, which may move the
+        wires they latch."""
+        parts: dict[str, Stateful] = {"pit": self.pit, "rtc": self.rtc}
+        parts.update((uart.name, uart) for uart in self.serial)
+        if self.debugcon is not None:
+            parts["debugcon"] = self.debugcon
+        parts.update(
+            {
+                "post-code": self.postcode,
+                "isa-debug-exit": self.debug_exit,
+                "port92": self.port92,
+                "reset-control": self.reset_control,
+                "i8042": self.i8042,
+                "fw_cfg": self.fw_cfg,
+                "pc-testdev": self.testdev,
+                "pci": self.pci_bus,
+                "pci-host": self.pci_host,
+            }
+        )
+        parts.update((f"lapic{n}", lapic) for n, lapic in enumerate(self.lapics))
+        parts.update({"pic": self.pic, "ioapic": self.ioapic})
+        return parts
+
+    def check_invariants(self) -> None:
+        """The 8259 pair and the IOAPIC latch the same wires: ISA IRQ n is IOAPIC pin n
+        (IRQ 0 is pin 2, the interrupt source override) and the 8259's INTR is pin 0
+        (ExtINT), so their restored input levels must agree."""
+        lines = self.ioapic.lines
+        for irq in range(16):
+            if irq == 2:
+                continue
+            chip = self.pic.master if irq < 8 else self.pic.slave
+            pic_level = bool(chip.lines >> (irq & 7) & 1)
+            if pic_level != bool(lines >> (2 if irq == 0 else irq) & 1):
+                raise StateError(f"pic and ioapic disagree on the level of ISA IRQ {irq}")
+        if self.pic.intr.level != bool(lines & 1):
+            raise StateError("ioapic pin 0 differs from the 8259's INTR")
 
     def close(self) -> None:
         """Close the host-side backends (serial ports, debugcon) the machine was given."""

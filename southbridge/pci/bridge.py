@@ -41,7 +41,7 @@ BRIDGE_DEVICE = 0x0002
 
 class PciBridge(PciFunction):
     header_type = 1
-    kind = "pci-bridge"
+    STATE_KIND = "pci-bridge"
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from southbridge.core.device import ones
 from southbridge.core.irq import Sink
@@ -19,7 +19,7 @@ from southbridge.core.memory import AddressSpace
 from southbridge.core.mmiobus import MmioBus
 from southbridge.core.portbus import PortBus
 from southbridge.core.ratelog import RateLimitedLog
-from southbridge.core.state import StateError, check_version
+from southbridge.core.state import StateError, check_header, header
 from southbridge.pci.bar import IO_LIMIT, MEM64_LIMIT, BarMapper, Region
 from southbridge.pci.function import PciFunction
 from southbridge.pci.msi import MsiRecorder, MsiSink
@@ -172,6 +172,9 @@ def _no_sink(level: bool) -> None:
 class PciRoot(PciBus):
     """Bus 0: owns the mapping of every BAR below it onto the port and MMIO buses."""
 
+    STATE_KIND: ClassVar[str] = "pci-bus"
+    STATE_VERSION: ClassVar[int] = 1
+
     def __init__(
         self,
         ports: PortBus,
@@ -240,13 +243,12 @@ class PciRoot(PciBus):
 
     def save(self) -> dict[str, Any]:
         return {
-            "kind": "pci-bus",
-            "version": 1,
+            **header(self),
             "functions": {path: fn.save() for path, fn in self._paths()},
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, "pci-bus", 1)
+        state = check_header(state, self)
         saved = state.get("functions")
         paths = self._paths()
         if not isinstance(saved, dict) or set(saved) != {p for p, _ in paths}:

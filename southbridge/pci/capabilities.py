@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from southbridge.core.device import BusDevice
 from southbridge.core.ratelog import RateLimitedLog
-from southbridge.core.state import StateError
+from southbridge.core.state import StateError, get_hex
 from southbridge.pci.config import CAP_PTR, STATUS, STS_CAP_LIST, ConfigSpace
 
 if TYPE_CHECKING:
@@ -408,12 +408,10 @@ class MsixCapability(Capability):
 
     def restore(self, state: dict[str, Any]) -> None:
         try:
-            table = bytes.fromhex(str(state["table"]))
-            pba = bytes.fromhex(str(state["pba"]))
-        except (KeyError, ValueError, TypeError):
-            raise StateError("msi-x: table/pba missing or not hex") from None
-        if len(table) != self.table_size or len(pba) != self.pba_size:
-            raise StateError("msi-x: table/pba size does not match the device")
+            table = get_hex(state, "table", self.table_size)
+            pba = get_hex(state, "pba", self.pba_size)
+        except StateError as err:
+            raise StateError(f"msi-x: {err}") from None
         for v in range(self.vectors):
             e = v * MSIX_ENTRY
             if table[e] & 3 or table[e + 12] & 0xFE or any(table[e + 13 : e + 16]):

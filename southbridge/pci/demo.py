@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 from southbridge.core.device import BusDevice
-from southbridge.core.state import StateError, get_int
+from southbridge.core.state import StateError, get_hex, get_int
 from southbridge.pci.bar import Bar, BarKind, RomBar
 from southbridge.pci.capabilities import (
     MsiCapability,
@@ -153,7 +153,7 @@ class _Rom(BusDevice):
 
 
 class DemoDevice(PciFunction):
-    kind = "demo"
+    STATE_KIND = "demo"
 
     def __init__(self, pcie: bool = False, name: str = "demo") -> None:
         super().__init__(
@@ -331,12 +331,10 @@ class DemoDevice(PciFunction):
         if vals["dma_cmd"] & ~(DMA_TO_MEMORY | DMA_IRQ | DMA_ERROR):
             raise StateError("demo: DMA_CMD has bits the device never sets")
         try:
-            buf = bytes.fromhex(str(state.get("buffer")))
-            mem = bytes.fromhex(str(state.get("memory")))
-        except ValueError:
-            raise StateError("demo: buffer or memory is not hex") from None
-        if len(buf) != BUF_SIZE or len(mem) != PREF_SIZE:
-            raise StateError("demo: buffer or memory has the wrong size")
+            buf = get_hex(state, "buffer", BUF_SIZE)
+            mem = get_hex(state, "memory", PREF_SIZE)
+        except StateError as e:
+            raise StateError(f"demo: {e}") from None
         for k, v in vals.items():
             setattr(self, k, v)
         self.buffer[:] = buf

@@ -9,12 +9,12 @@ line and MSI/MSI-X registers (the split Xen's vPCI makes).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from southbridge.core.device import ones
 from southbridge.core.irq import Sink
 from southbridge.core.ratelog import RateLimitedLog
-from southbridge.core.state import StateError, check_version, get_bool
+from southbridge.core.state import StateError, check_header, get_bool, get_hex, header
 from southbridge.pci.bar import Bar, BarKind, Region, RomBar, next_seq
 from southbridge.pci.capabilities import (
     CONFIG_CAP_START,
@@ -71,7 +71,8 @@ class PciFunction:
     """One function; subclass it for a device (see `demo.py` for the worked example)."""
 
     header_type = 0
-    kind = "pci-function"
+    STATE_KIND: ClassVar[str] = "pci-function"
+    STATE_VERSION: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -360,8 +361,7 @@ class PciFunction:
     # -- state ---------------------------------------------------------------------------
     def save(self) -> dict[str, Any]:
         return {
-            "kind": self.kind,
-            "version": 1,
+            **header(self),
             "config": self.config.data.hex(),
             "intx": self._intx_request,
             "caps": [c.save() for c in self.capabilities],
@@ -378,11 +378,11 @@ class PciFunction:
             raise
 
     def _load(self, state: dict[str, Any]) -> None:
-        check_version(state, self.kind, 1)
+        state = check_header(state, self)
         try:
-            data = bytes.fromhex(str(state.get("config")))
-        except ValueError:
-            raise StateError(f"{self.name}: config is not hex") from None
+            data = get_hex(state, "config")
+        except StateError as e:
+            raise StateError(f"{self.name}: {e}") from None
         bad = self.config.check_same_device(data)
         if bad is not None:
             raise StateError(f"{self.name}: saved config differs in read-only byte 0x{bad:x}")

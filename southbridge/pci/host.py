@@ -12,12 +12,12 @@ into an MMIO window; both reach the same functions.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from southbridge.core.device import BusDevice, ones
 from southbridge.core.mmiobus import MmioBus
 from southbridge.core.ratelog import RateLimitedLog
-from southbridge.core.state import check_version, get_int
+from southbridge.core.state import check_header, get_int, header
 from southbridge.pci.bus import PciBus
 
 logger = logging.getLogger("southbridge.pci")
@@ -33,6 +33,9 @@ ECAM_DEFAULT_BASE = 0xB0000000  # where QEMU's q35 puts MMCONFIG
 
 class PciHost:
     """The host side of config space: CONFIG_ADDRESS and the two register decoders."""
+
+    STATE_KIND: ClassVar[str] = "pci-host"
+    STATE_VERSION: ClassVar[int] = 1
 
     def __init__(self, bus: PciBus) -> None:
         self.bus = bus
@@ -53,10 +56,10 @@ class PciHost:
         self.address = 0
 
     def save(self) -> dict[str, Any]:
-        return {"kind": "pci-host", "version": 1, "address": self.address}
+        return header(self) | {"address": self.address}
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, "pci-host", 1)
+        state = check_header(state, self)
         a = get_int(state, "address", 0, 0xFFFFFFFF)
         if a & ~ADDRESS_MASK:
             from southbridge.core.state import StateError

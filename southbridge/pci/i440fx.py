@@ -38,7 +38,7 @@ _PLAIN_REGS = (*range(0x50, 0x59), *range(0x60, 0x69), 0x70, 0x71, 0x90, 0x93)
 class I440fx(PciFunction):
     """82441FX PMC: 8086:1237, revision 02, host bridge class 0600."""
 
-    kind = "i440fx"
+    STATE_KIND = "i440fx"
 
     def __init__(self) -> None:
         super().__init__(VENDOR_INTEL, DEVICE_82441, 0x060000, revision=0x02, name="i440fx")

@@ -82,7 +82,7 @@ class FilteredFunction(PciFunction):
     on the host. Every other write to a pass-through byte is dropped and logged.
     """
 
-    kind = "assigned"
+    STATE_KIND = "assigned"
 
     def __init__(
         self,

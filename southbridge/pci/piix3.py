@@ -58,7 +58,7 @@ def pirq_of(slot: int, pin: int) -> int:
 class Piix3(PciFunction):
     """82371SB function 0: 8086:7000, ISA bridge class 0601, multi-function."""
 
-    kind = "piix3"
+    STATE_KIND = "piix3"
 
     def __init__(self) -> None:
         super().__init__(VENDOR_INTEL, DEVICE_82371SB_ISA, 0x060100, name="piix3")
