@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 
-from southbridge.core.clock import HostClock, ManualClock
+from southbridge.core.clock import COMPACT_MIN, MAX_CALLBACKS_PER_PASS, HostClock, ManualClock
 
 
 def test_timers_fire_in_deadline_order_with_now_at_their_deadline() -> None:
@@ -103,3 +103,107 @@ def test_host_clock_thread_fires_timers_under_the_lock() -> None:
     th.join(5)
     assert owned == [True] and not th.is_alive()
     assert c.now() > 0
+
+
+# -- hostile timer programming (issue 15) ------------------------------------------------
+
+
+def test_alternating_far_and_near_rearms_keep_the_heap_bounded() -> None:
+    """A guest alternating a far and a near one-shot count re-arms one timer 200,000 times:
+    the heap keeps at most 2 * live + COMPACT_MIN entries, and the live deadline still wins."""
+    c = ManualClock()
+    hits: list[int] = []
+    t = c.timer(lambda: hits.append(c.now()))
+    others = [c.timer(lambda: None) for _ in range(8)]
+    for i, o in enumerate(others):
+        o.arm(10**12 + i)
+    peak = 0
+    for i in range(200_000):
+        t.arm(10**15 if i % 2 == 0 else 1000 + i)
+        peak = max(peak, len(c._heap))
+    assert peak <= 2 * 9 + COMPACT_MIN + 1
+    c.advance(10**6)
+    assert hits == [1000 + 199_999]
+    assert c.next_deadline() == 10**12
+
+
+def test_cancel_storm_keeps_the_heap_bounded() -> None:
+    c = ManualClock()
+    t = c.timer(lambda: None)
+    for i in range(50_000):
+        t.arm(i + 1)
+        t.cancel()
+    assert len(c._heap) <= COMPACT_MIN + 1
+    assert c.next_deadline() is None
+
+
+def test_set_bounded_stops_a_timer_storm_at_an_exact_instant() -> None:
+    """A timer re-arming 1 ns ahead (an unclamped LAPIC periodic count of 1): a bounded
+    step fires exactly the budget, each at its own deadline, and time stops at the last."""
+    c = ManualClock()
+    seen: list[int] = []
+
+    def storm() -> None:
+        seen.append(c.now())
+        t.arm(c.now() + 1)
+
+    t = c.timer(storm)
+    t.arm(1)
+    assert c.set_bounded(1_000_000, 1000) == (1000, False)
+    assert seen == list(range(1, 1001))
+    assert c.set_bounded(1500, 10_000) == (1500, True)  # budget not exhausted: reaches target
+    assert len(seen) == 1500
+    # A budget exactly used up with nothing else due still reaches the target.
+    q = ManualClock()
+    q.timer(lambda: None).arm(5)
+    assert q.set_bounded(100, 1) == (100, True)
+
+
+def test_host_run_due_fires_a_bounded_pass() -> None:
+    """A timer that keeps re-arming in the past: one pass fires at most the cap and returns."""
+    c = HostClock()
+    count = 0
+
+    def storm() -> None:
+        nonlocal count
+        count += 1
+        if count < 20_000:  # a guard so an unbounded run_due still ends (and fails the test)
+            t.arm(0)
+
+    t = c.timer(storm)
+    t.arm(0)
+    fired = c.run_due()
+    assert 1 <= fired <= MAX_CALLBACKS_PER_PASS
+    assert count == fired
+
+
+def test_timer_storm_on_the_host_clock_leaves_the_lock_to_other_threads() -> None:
+    """The issue's freeze: a self-re-arming timer due at once, fired by the timer thread
+    under the machine lock. A second (vCPU) thread must get the lock every time it asks."""
+    c = HostClock()
+    lock = threading.RLock()
+    stop = threading.Event()
+    halt = threading.Event()
+
+    def storm() -> None:
+        if not halt.is_set():
+            t.arm(c.now())
+
+    t = c.timer(storm)
+    t.arm(0)
+    th = threading.Thread(target=c.run, args=(stop, lock), daemon=True)
+    th.start()
+    got = 0
+    try:
+        for _ in range(20):
+            if lock.acquire(timeout=5):
+                got += 1
+                lock.release()
+    finally:
+        halt.set()
+        stop.set()
+        c.wake()
+        th.join(10)
+    assert got == 20
+    assert c.fired > 0 and c.pauses > 0
+    assert not th.is_alive()

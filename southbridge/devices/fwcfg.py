@@ -208,6 +208,10 @@ class FwCfg:
             self._ram_write(desc_addr, struct.pack(">I", DMA_CTL_ERROR))
             return
         control, length, address = struct.unpack(">IIQ", desc)
+        # Bounds (issue 15): `length` is the descriptor's u32 (< 4 GiB); each step moves at
+        # most the rest of the item (items < 4 GiB, add_file) or, past its end, checks the
+        # whole span against RAM before zeroing it in _ZERO_CHUNK pieces, so nothing is
+        # allocated beyond an item's own size and the loop runs at most twice.
         if control & DMA_CTL_SELECT:
             self.select(control >> 16)
         it = self._lookup(self.cur_key)

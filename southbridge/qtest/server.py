@@ -18,6 +18,18 @@ from southbridge.machine.base import Machine
 logger = logging.getLogger("southbridge.qtest")
 
 U64 = (1 << 64) - 1
+I64_MAX = (1 << 63) - 1
+
+# Bounds on what one protocol line may ask for, checked before anything is allocated or
+# looped over (issue 15): a bulk access is at most 16 MiB and must end inside the 64-bit
+# address space; at most 64 KiB of it may fall outside RAM (those bytes go to the MMIO bus
+# 8 bytes per access); a number is at most 66 characters (0x + 64 hex digits is already
+# out of range); one clock_step/clock_set fires at most QTEST_MAX_CALLBACKS timer callbacks
+# (a guest timer storm then stops time at the last one fired: `ManualClock.set_bounded`).
+MAX_BULK = 1 << 24
+MAX_BULK_MMIO = 1 << 16
+MAX_NUMBER_CHARS = 66
+QTEST_MAX_CALLBACKS = 100_000
 
 
 class QtestError(Exception):
@@ -27,6 +39,8 @@ class QtestError(Exception):
 def parse_uint(word: str, limit: int = U64) -> int:
     """strtoul(…, 0) rules: 0x hex, leading-0 octal, decimal; a leading '-' wraps."""
     w = word.strip()
+    if len(w) > MAX_NUMBER_CHARS:
+        raise QtestError(f"invalid number '{w[:20]}...'")
     neg = w.startswith("-")
     if neg:
         w = w[1:]
@@ -47,13 +61,19 @@ def parse_uint(word: str, limit: int = U64) -> int:
 
 
 def parse_int(word: str) -> int:
+    """qemu_strtoi64 rules: a signed 64-bit number; anything outside int64 is refused."""
+    if len(word) > MAX_NUMBER_CHARS:
+        raise QtestError(f"invalid number '{word[:20]}...'")
     try:
-        return int(word, 0)
+        v = int(word, 0)
     except ValueError:
         try:
-            return int(word, 10)
+            v = int(word, 10)
         except ValueError:
             raise QtestError(f"invalid number '{word}'") from None
+    if not -I64_MAX - 1 <= v <= I64_MAX:
+        raise QtestError(f"value '{word}' out of range")
+    return v
 
 
 _SIZES = {"b": 1, "w": 2, "l": 4, "q": 8}
@@ -101,9 +121,20 @@ class QtestSession:
                 self.send(self._dispatch(words))
         except QtestError as e:
             self.send(f"FAIL {e}\n")
-        except Exception as e:  # never let a script take the server down
+        except Exception:  # never let a script take the server down, nor show Python
             logger.debug("qtest command failed", exc_info=True)
-            self.send(f"FAIL {type(e).__name__}: {e}\n")
+            self.send("FAIL internal error\n")
+
+    def _bulk(self, addr: int, length: int) -> None:
+        """Refuse a bulk access before touching memory (bounds: see MAX_BULK)."""
+        if length > MAX_BULK or addr + length > U64 + 1:
+            raise QtestError("invalid length")
+        in_ram = 0
+        for r in self.machine.memory.regions:  # O(regions), whatever the length
+            lo, hi = max(addr, r.gpa), min(addr + length, r.end)
+            in_ram += max(0, hi - lo)
+        if length - in_ram > MAX_BULK_MMIO:
+            raise QtestError("invalid length: range outside guest memory")
 
     def _need(self, words: list[str], n: int) -> None:
         if len(words) < n + 1:
@@ -136,14 +167,14 @@ class QtestSession:
         if cmd == "read":
             self._need(words, 2)
             addr, length = parse_uint(words[1]), parse_uint(words[2])
-            if length == 0 or length > 1 << 24:
+            if length == 0:
                 raise QtestError("invalid length")
+            self._bulk(addr, length)
             return f"OK 0x{m.space.read_bytes(addr, length).hex()}\n"
         if cmd == "b64read":
             self._need(words, 2)
             addr, length = parse_uint(words[1]), parse_uint(words[2])
-            if length > 1 << 24:
-                raise QtestError("invalid length")
+            self._bulk(addr, length)
             return f"OK {base64.b64encode(m.space.read_bytes(addr, length)).decode()}\n"
         if cmd == "write":
             self._need(words, 3)
@@ -151,24 +182,21 @@ class QtestSession:
             hexdata = words[3]
             if len(hexdata) < 3:
                 return "ERR invalid argument size\n"
-            if length > 1 << 24:
-                raise QtestError("invalid length")
+            self._bulk(addr, length)
             digits = hexdata[2:] if hexdata.lower().startswith("0x") else hexdata
-            data = bytearray(length)
-            for i in range(length):
-                pair = digits[2 * i : 2 * i + 2]
-                if len(pair) == 2:
-                    try:
-                        data[i] = int(pair, 16)
-                    except ValueError:
-                        raise QtestError("invalid hex data") from None
-            m.space.write_bytes(addr, bytes(data))
+            digits = digits[: 2 * length]
+            try:
+                data = bytes.fromhex(digits[: len(digits) & ~1])
+            except ValueError:
+                raise QtestError("invalid hex data") from None
+            m.space.write_bytes(addr, data.ljust(length, b"\0"))
             return "OK\n"
         if cmd == "b64write":
             self._need(words, 3)
             addr, length = parse_uint(words[1]), parse_uint(words[2])
             if len(words[3]) < 3:
                 return "ERR invalid argument size\n"
+            self._bulk(addr, length)
             try:
                 decoded = base64.b64decode(words[3], validate=False)
             except ValueError:
@@ -179,8 +207,7 @@ class QtestSession:
             self._need(words, 3)
             addr, length = parse_uint(words[1]), parse_uint(words[2])
             pattern = parse_uint(words[3]) & 0xFF
-            if length > 1 << 24:
-                raise QtestError("invalid length")
+            self._bulk(addr, length)
             if length:
                 m.space.write_bytes(addr, bytes([pattern]) * length)
             return "OK\n"
@@ -191,21 +218,21 @@ class QtestSession:
             old = clock.now()
             if len(words) > 1:
                 ns = parse_int(words[1])
-                new = clock.set(old + max(0, ns))
+                new, _ = clock.set_bounded(min(I64_MAX, old + max(0, ns)), QTEST_MAX_CALLBACKS)
             else:
-                stepped = clock.step_next()
-                if stepped is None:
+                pending = clock.next_deadline()
+                if pending is None:
                     return (
                         "FAIL cannot advance clock to the next deadline because there is "
                         "no pending deadline\n"
                     )
-                new = stepped
+                new, _ = clock.set_bounded(max(pending, old), QTEST_MAX_CALLBACKS)
             return f"OK {new}\n" if new > old else "FAIL could not advance time\n"
         if cmd == "clock_set":
             self._need(words, 1)
             clock = self._manual()
             ns = parse_int(words[1])
-            new = clock.set(ns)
+            new, _ = clock.set_bounded(ns, QTEST_MAX_CALLBACKS)
             return f"{'OK' if new == ns else 'FAIL'} {new}\n"
         if cmd in ("irq_intercept_in", "irq_intercept_out"):
             self._need(words, 1)
