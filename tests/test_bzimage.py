@@ -160,3 +160,20 @@ def test_any_header_bytes_load_or_load_error(hdr: bytes, keep_magic: bool, cut: 
         d[bz.HEADER : bz.HEADER + 4] = b"HdrS"
     with contextlib.suppress(LoadError):
         bz.plan_linux(bytes(d[: len(d) - cut]), RAM, E820, "x", b"i")
+
+
+def test_identity_tables_map_low_4gib() -> None:
+    """64-bit boot protocol: "identity mapped page table"; walk it for a few addresses."""
+    from southbridge.kvm.linuxboot import PML4_ADDR, identity_tables
+
+    t = identity_tables()
+
+    def q(gpa: int) -> int:
+        return int(struct.unpack_from("<Q", t, gpa - PML4_ADDR)[0])
+
+    for va in (0, 0x1000200, 0xFEC00000, 0xFFFFF000):
+        pdpt = q(PML4_ADDR + 8 * ((va >> 39) & 511)) & ~0xFFF
+        pd = q(pdpt + 8 * ((va >> 30) & 511)) & ~0xFFF
+        pde = q(pd + 8 * ((va >> 21) & 511))
+        assert pde & 0x83 == 0x83  # present, writable, 2 MiB page
+        assert (pde & ~0x1FFFFF) + (va & 0x1FFFFF) == va
