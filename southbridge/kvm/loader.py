@@ -11,16 +11,13 @@ import mmap
 from southbridge.core.memory import RamRegion
 from southbridge.host.userfile import InputFileError, read_bytes
 from southbridge.machine.base import Machine
+from southbridge.machine.loaderror import LoadError as LoadError  # re-exported for loaders
 
 FOUR_GIB = 1 << 32
 LEGACY_TOP = 1 << 20
 LEGACY_WINDOW = 128 * 1024
 # The flash window a PC decodes below 4 GiB; QEMU's pc machine allows 16 MiB of firmware.
 MAX_BIOS_SIZE = 16 << 20
-
-
-class LoadError(Exception):
-    """The image cannot be loaded: one line naming the file and the reason."""
 
 
 def read_image(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from southbridge.kvm.loader import LoadError
+from southbridge.machine.loaderror import LoadError
 
 MiB = 1 << 20
 FOUR_GIB = 1 << 32
