@@ -41,6 +41,7 @@ class PcConfig:
     smp: int = 1
     debugcon_port: int = 0x402
     rtc_base: str = "utc"  # utc | localtime | YYYY-MM-DDTHH:MM:SS
+    acpi: bool = True  # the PIIX4 PM function and ACPI tables (QEMU's -no-acpi clears it)
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -79,6 +80,7 @@ class PcMachine(Machine):
         self._add_misc()
         self._add_pci()
         self._add_apic()
+        self._add_pm()
         self._add_virtio(virtio or VirtioSetup())
 
     def _add_ram(self) -> None:
@@ -353,3 +355,31 @@ class PcMachine(Machine):
     def _set_a20(self, source: str, enabled: bool) -> None:
         self._a20_sources[source] = enabled
         self.a20_enabled = any(self._a20_sources.values())
+
+    def _add_pm(self) -> None:
+        """The PIIX4 PM function at 00:01.3 (QEMU's pc has it unless -no-acpi): SCI on ISA
+        IRQ 9 / GSI 9 (level; through the PIC and the IOAPIC pin 9), the APM control port
+        0xB2-0xB3 as the FADT's SMI_CMD, S5 -> power off, S3 -> suspended with CMOS 0x0F =
+        0xFE (the BIOS's resume code then jumps to the FACS waking vector) until the power
+        button or the RTC alarm wakes it with a reset, as QEMU does."""
+        from southbridge.pci.piix4pm import APM_CNT_PORT, Piix4Pm
+
+        self.pm: Piix4Pm | None = None
+        self.suspended = False
+        if not self.config.acpi:
+            return
+        self.pm = Piix4Pm(self.clock, self.gsi.input(9, "sci"), self._pm_sleep, self._pm_wake)
+        self.pci_bus.add(self.pm, 1, 3)
+        self.ports.register(APM_CNT_PORT, 2, self.pm.apm, "apm")
+        self.rtc.irq.connect(self.pm.rtc_alarm)
+
+    def _pm_sleep(self, state: int) -> None:
+        if state == 5:
+            self.request("poweroff")
+        elif state == 3:
+            self.suspended = True
+            self.rtc.cmos_set(0x0F, 0xFE)  # CMOS shutdown status: resume from S3
+
+    def _pm_wake(self) -> None:
+        self.suspended = False
+        self.request("reset")
