@@ -60,7 +60,9 @@ def test_seabios_finds_every_cpu(tmp_path: Path) -> None:
     try:
         with KvmSession(m, cpus=2) as session:
             shadow.on_change = session.sync_memory
-            end, _ = run_until_logged(session, log, b"CPU Mhz", 30, "SeaBIOS counted the CPUs")
+            end, _ = run_until_logged(
+                session, log, b"max supported", 30, "SeaBIOS counted the CPUs"
+            )
     finally:
         m.close()
     text = log.read_text(errors="replace")
