@@ -23,7 +23,7 @@ MAX_CHUNK = 64 << 10
 RXQ, TXQ = 0, 1
 
 
-class VirtioConsole(vd.VirtioDevice):
+class VirtioConsole(vd.StreamDevice):
     device_id = vd.ID_CONSOLE
     pci_class = 0x078000  # simple communication controller, other (as QEMU)
     queue_sizes = (128, 128)
@@ -61,23 +61,6 @@ class VirtioConsole(vd.VirtioDevice):
         sent = get_int(state, "tx_sent", -1, MAX_CHUNK)
         self._tx = None
         self._skip = max(0, sent)
-
-    def notify(self, queue: SplitQueue) -> None:
-        if queue.index == TXQ:
-            self._transmit()
-        else:
-            self._receive()
-
-    # -- backend callbacks ---------------------------------------------------------------
-    # Through the transport's notify, which checks DRIVER_OK and turns guest errors into
-    # NEEDS_RESET, as a guest kick does.
-    def input_ready(self) -> None:
-        if self.transport is not None:
-            self.transport.notify(RXQ)
-
-    def output_ready(self) -> None:
-        if self.transport is not None:
-            self.transport.notify(TXQ)
 
     # -- the two directions --------------------------------------------------------------
     def _transmit(self) -> None:

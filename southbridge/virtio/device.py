@@ -75,3 +75,35 @@ class VirtioDevice:
 
     def restore(self, state: dict[str, Any]) -> None:
         return None
+
+
+class StreamDevice(VirtioDevice):
+    """A device whose queue 0 receives from and queue 1 transmits to a host backend
+    (virtio-console's port 0, virtio-net's first pair). Guest kicks and backend callbacks
+    both reach `_receive`/`_transmit`; the callbacks go through the transport's notify, which
+    checks DRIVER_OK and turns guest errors into NEEDS_RESET, as a kick does."""
+
+    RXQ = 0
+    TXQ = 1
+
+    def notify(self, queue: SplitQueue) -> None:
+        if queue.index == self.TXQ:
+            self._transmit()
+        else:
+            self._receive()
+
+    def input_ready(self) -> None:
+        """The backend has input queued for the guest."""
+        if self.transport is not None:
+            self.transport.notify(self.RXQ)
+
+    def output_ready(self) -> None:
+        """The backend can take output it refused before."""
+        if self.transport is not None:
+            self.transport.notify(self.TXQ)
+
+    def _transmit(self) -> None:
+        raise NotImplementedError
+
+    def _receive(self) -> None:
+        raise NotImplementedError

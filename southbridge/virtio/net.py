@@ -45,7 +45,7 @@ class NetBackend(Protocol):
     def close(self) -> None: ...
 
 
-class VirtioNet(vd.VirtioDevice):
+class VirtioNet(vd.StreamDevice):
     device_id = vd.ID_NET
     pci_class = 0x020000  # Ethernet controller
     queue_sizes = (256, 256)
@@ -96,20 +96,6 @@ class VirtioNet(vd.VirtioDevice):
         assert t is not None
         modern = t.negotiated(vd.F_VERSION_1) or t.negotiated(F_MRG_RXBUF)
         return HDR_LEN if modern else HDR_LEN_LEGACY
-
-    def notify(self, queue: SplitQueue) -> None:
-        if queue.index == TXQ:
-            self._transmit()
-        else:
-            self._receive()
-
-    def input_ready(self) -> None:
-        if self.transport is not None:
-            self.transport.notify(RXQ)
-
-    def output_ready(self) -> None:
-        if self.transport is not None:
-            self.transport.notify(TXQ)
 
     # -- transmit ------------------------------------------------------------------------
     def _transmit(self) -> None:
