@@ -18,7 +18,7 @@ from southbridge.devices import pit as pit_mod
 from southbridge.devices.pic import PicPair
 from southbridge.devices.pit import MAX_OWED, Pit, ticks_to_ns
 from southbridge.devices.rtc import Rtc
-from southbridge.machine.pc import PcMachine
+from southbridge.machine.pc import PcConfig, PcMachine
 
 PERIOD = ticks_to_ns(1193)  # mode 2, count 1193: 1000.15 Hz
 
@@ -310,7 +310,9 @@ def _tour_counts_on_a_late_cpu(gap_ns: int, per_wake: int) -> list[tuple[int, in
     8259, a CPU that runs every `gap_ns` and then takes at most `per_wake` interrupts.
     Returns (PIT, RTC periodic) counted between consecutive update interrupts."""
     clock = ManualClock()
-    m = PcMachine(clock=clock)
+    # A fixed date: "utc" would start the RTC second at the host's sub-second phase, and
+    # the counts per RTC second would depend on when the test ran.
+    m = PcMachine(PcConfig(rtc_base="2026-12-02T00:00:00"), clock=clock)
     for port, value in ((0x20, 0x11), (0x21, 0x08), (0x21, 0x04), (0x21, 0x01)):
         m.ports.write(port, 1, value)
     for port, value in ((0xA0, 0x11), (0xA1, 0x70), (0xA1, 0x02), (0xA1, 0x01)):
