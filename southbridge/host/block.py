@@ -182,7 +182,8 @@ class ThreadExecutor:
                     logger.exception("block completion failed")
 
     def close(self) -> None:
-        """Finish the queued requests, then stop the worker."""
+        """Finish the queued requests, then stop the worker. Call it without holding the
+        machine lock: the worker takes that lock to complete what is still queued."""
         with self._cond:
             self._closed = True
             self._cond.notify()
