@@ -42,6 +42,7 @@ class PcConfig:
     debugcon_port: int = 0x402
     rtc_base: str = "utc"  # utc | localtime | YYYY-MM-DDTHH:MM:SS
     acpi: bool = True  # the PIIX4 PM function and ACPI tables (QEMU's -no-acpi clears it)
+    hpet: bool = True  # the HPET at 0xFED00000 and its ACPI table (QEMU's hpet=off clears it)
     extra: dict[str, object] = field(default_factory=dict)
 
 
