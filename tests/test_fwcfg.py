@@ -154,13 +154,18 @@ def test_pc_machine_items_through_qtest() -> None:
     assert int.from_bytes(read(0x03, 8), "little") == 256 << 20
     assert int.from_bytes(read(0x05, 2), "little") == 2
     assert int.from_bytes(read(0x0F, 2), "little") == 2
-    entries = parse_dir(read(0x19, 4 + 3 * 64))
-    assert [(sel, name) for _, sel, name in entries] == [
-        (0x20, "etc/boot-fail-wait"),
-        (0x21, "etc/smbios/smbios-anchor"),
-        (0x22, "etc/smbios/smbios-tables"),
-    ]
-    assert entries[0][0] == 4 and entries[1][0] == 31  # the SMBIOS 2.1 entry point
+    count = int.from_bytes(read(0x19, 4), "big")
+    entries = parse_dir(read(0x19, 4 + count * 64))
+    # Sorted by name, keys from 0x20 in that order (QEMU fw_cfg_add_file).
+    assert [name for _, _, name in entries] == sorted(name for _, _, name in entries)
+    assert [sel for _, sel, _ in entries] == list(range(0x20, 0x20 + count))
+    by_name = {name: (size, sel) for size, sel, name in entries}
+    assert by_name["etc/boot-fail-wait"] == (4, 0x20)
+    assert by_name["etc/smbios/smbios-anchor"][0] == 31  # the SMBIOS 2.1 entry point
+    assert "etc/smbios/smbios-tables" in by_name
+    # No display: COM1 is SeaBIOS's console (QEMU's etc/sercon-port, 0x3f8).
+    size, sel = by_name["etc/sercon-port"]
+    assert size == 2 and int.from_bytes(read(sel, 2), "little") == 0x3F8
     assert read(0x20, 4) == b"\xff\xff\xff\xff"
 
 

@@ -450,7 +450,7 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
             ("--initrd", "/nonexistent/initrd"),
             "initrd '/nonexistent/initrd' not found",
         ),
-        (simple_elf(), ("--bios", "/x"), "--kernel and --bios cannot be used together"),
+        (simple_elf(), ("--bios", "/x"), "with --bios the kernel must be a Linux bzImage"),
     ],
 )
 def test_bad_kernels_are_one_error_line(

@@ -4,7 +4,8 @@ Exit status: the guest's isa-debug-exit status ((value << 1) | 1, low 8 bits); 0
 guest powers off, or resets (or triple-faults) with --no-reboot; 124 when --timeout expires;
 1 when KVM reports an error (one message and a register dump on stderr); 2 for bad input
 (missing or unreadable image, image too big, no /dev/kvm or no permission), one line.
-With --kernel a Multiboot kernel boots without a BIOS (southbridge/kvm/multiboot.py).
+With --kernel a Linux bzImage or a Multiboot kernel boots without a BIOS (kvm/kernel.py);
+with --bios too, SeaBIOS loads the bzImage through fw_cfg (machine/linuxfw.py).
 Without --no-reboot a reset rebuilds the machine and runs the image again, like a PC's
 hard reset. With no --bios the bundled tour guest runs; it resets when done, and
 --no-reboot is implied so that ends the run. With --config or --hide several domains run
@@ -24,7 +25,7 @@ from southbridge.commands.common import Subparsers, check_timeout
 from southbridge.errors import UserError
 
 if TYPE_CHECKING:  # the KVM modules load only when a run starts
-    from southbridge.kvm import multiboot
+    from southbridge.kvm.kernel import BootKernel, FirmwareKernel
     from southbridge.kvm.runend import RunEnd
 
 KVM_DEVICE_ENV = "SOUTHBRIDGE_KVM_DEVICE"
@@ -53,13 +54,15 @@ def _add_boot_options(r: argparse.ArgumentParser) -> None:
         help="firmware image mapped below 4 GiB (default: the bundled tour guest)",
     )
     r.add_argument(
-        "--kernel", metavar="FILE", help="boot a Multiboot (v1) kernel, ELF or a.out kludge"
+        "--kernel",
+        metavar="FILE",
+        help="boot a kernel without BIOS: a Linux bzImage, or Multiboot (v1) ELF or a.out kludge",
     )
     r.add_argument("--append", metavar="STRING", help="the kernel's command line (with --kernel)")
     r.add_argument(
         "--initrd",
         metavar="FILE",
-        help="Multiboot modules (with --kernel): FILE[ ARGS][,FILE...], module 0 first",
+        help="with --kernel: Linux's initramfs FILE, or Multiboot modules FILE[ ARGS][,FILE...]",
     )
 
 
@@ -141,7 +144,7 @@ def run_machine(args: argparse.Namespace) -> int:
     no_reboot = bool(args.no_reboot)
     kernel = _read_kernel(args)
     bios_path: str | None = None
-    if kernel is not None:
+    if kernel is not None and args.bios is None:
         pass  # no BIOS: the vCPU starts at the kernel's entry point
     elif args.bios is None:
         # The tour resets the machine when it is done: that ends the run (status 0).
@@ -191,9 +194,9 @@ def run_machine(args: argparse.Namespace) -> int:
     return result.status & 0xFF
 
 
-def _read_kernel(args: argparse.Namespace) -> multiboot.KernelFiles | None:
+def _read_kernel(args: argparse.Namespace) -> BootKernel | FirmwareKernel | None:
     """The --kernel/--append/--initrd files, read and checked once (None: no --kernel)."""
-    from southbridge.kvm import multiboot
+    from southbridge.kvm.kernel import read_firmware_kernel, read_kernel
     from southbridge.kvm.loader import LoadError
     from southbridge.machine.pc import MiB
 
@@ -202,10 +205,10 @@ def _read_kernel(args: argparse.Namespace) -> multiboot.KernelFiles | None:
         if append is not None or initrd is not None:
             raise UserError("--append and --initrd need --kernel")
         return None
-    if args.bios is not None:
-        raise UserError("--kernel and --bios cannot be used together (a kernel boots without BIOS)")
     try:
-        return multiboot.read_kernel(kernel, append, initrd, args.memory * MiB)
+        if args.bios is not None:
+            return read_firmware_kernel(kernel, append, initrd, args.memory * MiB)
+        return read_kernel(kernel, append, initrd, args.memory * MiB)
     except LoadError as e:
         raise UserError(str(e)) from None
 
@@ -216,13 +219,13 @@ def _run_once(
     kvm_device: str,
     trace_file: TextIO | None,
     deadline: float | None,
-    kernel: multiboot.KernelFiles | None = None,
+    kernel: BootKernel | FirmwareKernel | None = None,
 ) -> RunEnd:
     from southbridge.core.clock import HostClock
     from southbridge.core.trace import QtestTracer
     from southbridge.host.chardev import close_backends, open_backends
-    from southbridge.kvm import multiboot
     from southbridge.kvm.firmware import prepare_firmware
+    from southbridge.kvm.kernel import Entry, FirmwareKernel
     from southbridge.kvm.loader import LoadError
     from southbridge.kvm.session import KvmSession
     from southbridge.kvm.system import KvmError
@@ -249,12 +252,14 @@ def _run_once(
         raise
     try:
         shadow: PamShadow | None = None
-        plan: multiboot.BootPlan | None = None
+        entry: Entry | None = None
         try:
-            if kernel is None:
+            if kernel is None or isinstance(kernel, FirmwareKernel):
                 shadow = prepare_firmware(machine, image)
+                if kernel is not None:
+                    kernel.install(machine)
             else:
-                plan = kernel.load(machine)
+                entry = kernel.load(machine)
         except LoadError as e:
             raise UserError(str(e)) from None
         if trace_file is not None:
@@ -268,8 +273,8 @@ def _run_once(
         if shadow is not None:
             shadow.on_change = session.sync_memory
         with session:
-            if plan is not None:
-                multiboot.enter(session.vcpus[0], plan)
+            if entry is not None:
+                entry(session.vcpus[0])
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             return session.run(timeout)
     finally:

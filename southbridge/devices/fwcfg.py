@@ -36,6 +36,21 @@ NOGRAPHIC = 0x0004
 NB_CPUS = 0x0005
 BOOT_MENU = 0x000E
 MAX_CPUS = 0x000F
+# A kernel for the firmware's loader (QEMU's x86_load_linux; linuxboot_dma.bin reads them).
+KERNEL_ADDR = 0x0007
+KERNEL_SIZE = 0x0008
+KERNEL_CMDLINE = 0x0009
+INITRD_ADDR = 0x000A
+INITRD_SIZE = 0x000B
+KERNEL_ENTRY = 0x0010
+KERNEL_DATA = 0x0011
+INITRD_DATA = 0x0012
+CMDLINE_ADDR = 0x0013
+CMDLINE_SIZE = 0x0014
+CMDLINE_DATA = 0x0015
+SETUP_ADDR = 0x0016
+SETUP_SIZE = 0x0017
+SETUP_DATA = 0x0018
 FILE_DIR = 0x0019
 FILE_FIRST = 0x0020
 
@@ -145,6 +160,18 @@ class FwCfg:
         self._files.insert(pos, (raw, _Item(data, writable)))
         self._rebuild_dir()
         return FILE_FIRST + pos
+
+    def set_file(self, name: str, data: bytes) -> int:
+        """Replace the contents of file `name` (read-only), adding it when it is new."""
+        raw = name.encode()
+        for i, (n, _) in enumerate(self._files):
+            if n == raw:
+                if len(data) >= 1 << 32:
+                    raise ValueError(f"fw_cfg: file {name!r} is too big")
+                self._files[i] = (raw, _Item(data))
+                self._rebuild_dir()
+                return FILE_FIRST + i
+        return self.add_file(name, data)
 
     def file_key(self, name: str) -> int | None:
         raw = name.encode()

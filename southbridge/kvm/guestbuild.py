@@ -5,7 +5,9 @@ of the source, the included files and the linker script, so a changed guest is r
 an unchanged one is built once.
 
 Guests named `mb_*` are 32-bit Multiboot kernels: linked by `mb.ld` into ELF images (`.elf`)
-for `southbridge run --kernel`, instead of flat reset-vector images.
+for `southbridge run --kernel`, instead of flat reset-vector images. Guests named `lx_*` are
+Linux-boot-protocol test kernels: assembled as 64-bit objects (with 16- and 32-bit parts),
+linked by `lx.ld` and flattened into a bzImage (`.bzimage`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ GUEST_DIR = Path(__file__).resolve().parent.parent / "guests"
 LINKER_SCRIPT = "guest.ld"
 MULTIBOOT_PREFIX = "mb_"
 MULTIBOOT_LINKER_SCRIPT = "mb.ld"
+LINUX_PREFIX = "lx_"
+LINUX_LINKER_SCRIPT = "lx.ld"
 
 
 class GuestBuildError(Exception):
@@ -36,7 +40,9 @@ def cache_dir() -> Path:
 def available() -> list[str]:
     """Names of the bundled guests (sources that have a reset vector)."""
     return sorted(
-        p.stem for p in GUEST_DIR.glob("*.S") if not p.stem.startswith(("_", MULTIBOOT_PREFIX))
+        p.stem
+        for p in GUEST_DIR.glob("*.S")
+        if not p.stem.startswith(("_", MULTIBOOT_PREFIX, LINUX_PREFIX))
     )
 
 
@@ -45,9 +51,30 @@ def multiboot_available() -> list[str]:
     return sorted(p.stem for p in GUEST_DIR.glob(f"{MULTIBOOT_PREFIX}*.S"))
 
 
+def linux_available() -> list[str]:
+    """Names of the bundled Linux-boot-protocol test kernels."""
+    return sorted(p.stem for p in GUEST_DIR.glob(f"{LINUX_PREFIX}*.S"))
+
+
 def _linker_script(name: str) -> Path:
+    if name.startswith(LINUX_PREFIX):
+        return GUEST_DIR / LINUX_LINKER_SCRIPT
     multiboot = name.startswith(MULTIBOOT_PREFIX)
     return GUEST_DIR / (MULTIBOOT_LINKER_SCRIPT if multiboot else LINKER_SCRIPT)
+
+
+def _commands(name: str, source: Path, obj: Path, linked: Path, binary: Path) -> list[list[str]]:
+    script = str(_linker_script(name))
+    if name.startswith(LINUX_PREFIX):
+        return [
+            ["as", "--64", "-I", str(GUEST_DIR), "-o", str(obj), str(source)],
+            ["ld", "-m", "elf_x86_64", "-T", script, "-o", str(linked), str(obj)],
+            ["objcopy", "-O", "binary", str(linked), str(binary)],
+        ]
+    return [
+        ["as", "--32", "-I", str(GUEST_DIR), "-o", str(obj), str(source)],
+        ["ld", "-m", "elf_i386", "-T", script, "-o", str(binary), str(obj)],
+    ]
 
 
 def _digest(source: Path) -> str:
@@ -58,36 +85,30 @@ def _digest(source: Path) -> str:
 
 
 def build(name: str) -> Path:
-    """Path of the flat binary (the ELF image for `mb_*`) for guest `name`, building it if
-    the cache lacks it."""
+    """Path of the flat binary (the ELF image for `mb_*`, the bzImage for `lx_*`) for guest
+    `name`, building it if the cache lacks it."""
     source = GUEST_DIR / f"{name}.S"
     if not source.is_file():
-        have = ", ".join(available() + multiboot_available())
+        have = ", ".join(available() + multiboot_available() + linux_available())
         raise GuestBuildError(f"no bundled guest named {name!r} (have: {have})")
-    suffix = ".elf" if name.startswith(MULTIBOOT_PREFIX) else ".bin"
+    suffix = ".bin"
+    if name.startswith(MULTIBOOT_PREFIX):
+        suffix = ".elf"
+    elif name.startswith(LINUX_PREFIX):
+        suffix = ".bzimage"
     out = cache_dir() / f"{name}-{_digest(source)}{suffix}"
     if out.is_file():
         return out
-    for tool in ("as", "ld"):
+    tools = ("as", "ld", "objcopy") if name.startswith(LINUX_PREFIX) else ("as", "ld")
+    for tool in tools:
         if shutil.which(tool) is None:
             raise GuestBuildError(f"building guest {name!r} needs '{tool}' (binutils)")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sbguest-") as tmp:
         obj = Path(tmp) / f"{name}.o"
+        linked = Path(tmp) / f"{name}.elf"
         binary = Path(tmp) / f"{name}.bin"
-        for cmd in (
-            ["as", "--32", "-I", str(GUEST_DIR), "-o", str(obj), str(source)],
-            [
-                "ld",
-                "-m",
-                "elf_i386",
-                "-T",
-                str(_linker_script(name)),
-                "-o",
-                str(binary),
-                str(obj),
-            ],
-        ):
+        for cmd in _commands(name, source, obj, linked, binary):
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 raise GuestBuildError(

@@ -7,7 +7,7 @@
 * 64-bit (xloadflags XLF_KERNEL_64): long mode with paging, the first 4 GiB identity mapped
   (2 MiB pages), a 64-bit code segment 0x10 and data 0x18, RSI = the zero page, entered at
   startup_64 (code32_start + 0x200).
-Not yet wired into the run command (the option handling is moving to the commands package).
+`southbridge run --kernel` reaches it through kvm/kernel.py for a bzImage.
 """
 
 from __future__ import annotations

@@ -461,7 +461,13 @@ def _read_module(path: str, limit: int) -> bytes:
 def read_kernel(path: str, append: str | None, initrd: str | None, limit: int) -> KernelFiles:
     """Read and check the kernel and the modules (at most `limit` bytes each, the RAM size);
     `initrd` as QEMU's -initrd (see `split_initrd`), module 0 first."""
-    data = read_image(path, limit, what="kernel")
+    return kernel_files(path, read_image(path, limit, what="kernel"), append, initrd, limit)
+
+
+def kernel_files(
+    path: str, data: bytes, append: str | None, initrd: str | None, limit: int
+) -> KernelFiles:
+    """`read_kernel` for a kernel image already read from `path`."""
     kernel = parse_kernel(data, f"kernel {path!r}")
     modules: tuple[tuple[bytes, str], ...] = ()
     if initrd is not None:

@@ -189,6 +189,9 @@ class PcMachine(Machine):
         self.fw_cfg.add_i16(fwcfg.BOOT_MENU, 0)
         # QEMU's default: -1 = never reboot after "No bootable device" (SeaBIOS reads it).
         self.fw_cfg.add_file("etc/boot-fail-wait", (0xFFFFFFFF).to_bytes(4, "little"))
+        # No display: QEMU then names COM1 as SeaBIOS's console (its sercon), so the BIOS,
+        # option ROMs and boot loaders writing through INT 10h print on the serial port.
+        self.fw_cfg.add_file("etc/sercon-port", (COM_PORTS[0][1]).to_bytes(2, "little"))
         # Ready SMBIOS tables, as QEMU gives them: SeaBIOS then only adds its type 0.
         # One mapped range from 0 like QEMU's type 19 (the 640 KiB-1 MiB hole included).
         ram = [(0, self.config.memory_mb * MiB)]
