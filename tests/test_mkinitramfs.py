@@ -20,7 +20,8 @@ def _module() -> ModuleType:
 
 
 def parse(archive: bytes) -> list[tuple[str, int, bytes]]:
-    out, pos = [], 0
+    out: list[tuple[str, int, bytes]] = []
+    pos = 0
     while True:
         assert archive[pos : pos + 6] == b"070701"
         f = [int(archive[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]

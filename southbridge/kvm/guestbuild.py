@@ -7,7 +7,8 @@ an unchanged one is built once.
 Guests named `mb_*` are 32-bit Multiboot kernels: linked by `mb.ld` into ELF images (`.elf`)
 for `southbridge run --kernel`, instead of flat reset-vector images. Guests named `lx_*` are
 Linux-boot-protocol test kernels: assembled as 64-bit objects (with 16- and 32-bit parts),
-linked by `lx.ld` and flattened into a bzImage (`.bzimage`).
+linked by `lx.ld` and flattened into a bzImage (`.bzimage`); `pvh_*` are 32-bit ELF kernels
+with a Xen PVH entry note (`pvh.ld`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ MULTIBOOT_PREFIX = "mb_"
 MULTIBOOT_LINKER_SCRIPT = "mb.ld"
 LINUX_PREFIX = "lx_"
 LINUX_LINKER_SCRIPT = "lx.ld"
+PVH_PREFIX = "pvh_"
+PVH_LINKER_SCRIPT = "pvh.ld"
 
 
 class GuestBuildError(Exception):
@@ -42,7 +45,7 @@ def available() -> list[str]:
     return sorted(
         p.stem
         for p in GUEST_DIR.glob("*.S")
-        if not p.stem.startswith(("_", MULTIBOOT_PREFIX, LINUX_PREFIX))
+        if not p.stem.startswith(("_", MULTIBOOT_PREFIX, LINUX_PREFIX, PVH_PREFIX))
     )
 
 
@@ -52,13 +55,15 @@ def multiboot_available() -> list[str]:
 
 
 def linux_available() -> list[str]:
-    """Names of the bundled Linux-boot-protocol test kernels."""
-    return sorted(p.stem for p in GUEST_DIR.glob(f"{LINUX_PREFIX}*.S"))
+    """Names of the bundled Linux-boot-protocol and PVH test kernels."""
+    return sorted(p.stem for pre in (LINUX_PREFIX, PVH_PREFIX) for p in GUEST_DIR.glob(f"{pre}*.S"))
 
 
 def _linker_script(name: str) -> Path:
     if name.startswith(LINUX_PREFIX):
         return GUEST_DIR / LINUX_LINKER_SCRIPT
+    if name.startswith(PVH_PREFIX):
+        return GUEST_DIR / PVH_LINKER_SCRIPT
     multiboot = name.startswith(MULTIBOOT_PREFIX)
     return GUEST_DIR / (MULTIBOOT_LINKER_SCRIPT if multiboot else LINKER_SCRIPT)
 
@@ -92,7 +97,7 @@ def build(name: str) -> Path:
         have = ", ".join(available() + multiboot_available() + linux_available())
         raise GuestBuildError(f"no bundled guest named {name!r} (have: {have})")
     suffix = ".bin"
-    if name.startswith(MULTIBOOT_PREFIX):
+    if name.startswith((MULTIBOOT_PREFIX, PVH_PREFIX)):
         suffix = ".elf"
     elif name.startswith(LINUX_PREFIX):
         suffix = ".bzimage"

@@ -1,7 +1,8 @@
 """`--kernel` without a BIOS: the image's format picks its boot protocol, as QEMU's
 x86_load_linux / load_multiboot do. A bzImage ("HdrS" setup header) boots by the Linux
-boot protocol (machine/bzimage.py, kvm/linuxboot.py), anything else by Multiboot
-(kvm/multiboot.py), whose errors then explain what is missing.
+boot protocol (machine/bzimage.py, kvm/linuxboot.py); an image with a Multiboot header by
+Multiboot (kvm/multiboot.py); an ELF `vmlinux` with a Xen PVH entry note through that
+entry (kvm/pvh.py); anything else gets Multiboot's errors, which say what is missing.
 
 For Linux, `--append` is the whole command line and `--initrd` one file, as with QEMU's
 `-kernel bzImage -initrd FILE`. With `--bios` too, the firmware loads the bzImage
@@ -17,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from southbridge.kvm import linuxboot, multiboot
+from southbridge.kvm import linuxboot, multiboot, pvh
 from southbridge.kvm.loader import LoadError, read_image
 from southbridge.kvm.vcpu import Vcpu
 from southbridge.machine import bzimage, linuxfw
@@ -82,6 +83,14 @@ def read_kernel(path: str, append: str | None, initrd: str | None, limit: int) -
         bzimage.parse_header(data, f"kernel {path!r}")  # a bad header fails before the VM
         ramdisk = b"" if initrd is None else read_image(initrd, limit, "initrd", allow_empty=True)
         return LinuxKernel(path, data, append or "", ramdisk)
+    # QEMU's order for anything else: Multiboot, then an ELF's PVH entry note.
+    try:
+        multiboot.find_header(data, f"kernel {path!r}")
+    except multiboot.MultibootError:
+        entry = pvh.find_entry(data)
+        if entry is not None:
+            rd = None if initrd is None else read_image(initrd, limit, "initrd", allow_empty=True)
+            return pvh.pvh_kernel(path, data, entry, append, rd)
     return MultibootKernel(multiboot.kernel_files(path, data, append, initrd, limit))
 
 

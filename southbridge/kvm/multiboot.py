@@ -210,6 +210,14 @@ def _parse_aout(data: bytes, h: Header, name: str) -> Kernel:
     return Kernel(h, (seg,), h.entry_addr)
 
 
+def parse_elf(data: bytes, name: str = "kernel") -> Kernel:
+    """An ELF image's loadable segments and physical entry, for loaders other than
+    Multiboot (kvm/pvh.py); the header is an empty placeholder."""
+    if not data.startswith(_ELF_MAGIC):
+        raise MultibootError(f"{name}: not an ELF image")
+    return _parse_elf(data, Header(0, 0), name)
+
+
 def _parse_elf(data: bytes, h: Header, name: str) -> Kernel:
     if len(data) < 52:
         raise MultibootError(f"{name}: ELF header is truncated")
@@ -377,10 +385,21 @@ def load(machine: Machine, plan: BootPlan) -> None:
     kernel's bss (in bounded chunks: a bss may be most of RAM)."""
     for gpa, data in plan.writes:
         machine.space.write_bytes(gpa, data)
+    _zero(machine, plan.zeroes)
+
+
+def _zero(machine: Machine, ranges: list[tuple[int, int]]) -> None:
     chunk = bytes(MiB)
-    for gpa, length in plan.zeroes:
+    for gpa, length in ranges:
         for off in range(0, length, MiB):
             machine.space.write_bytes(gpa + off, chunk[: min(MiB, length - off)])
+
+
+def load_segments(machine: Machine, segments: tuple[Segment, ...]) -> None:
+    """Write ELF segments into guest RAM, their bss zeroed."""
+    for s in segments:
+        machine.space.write_bytes(s.addr, s.data)
+    _zero(machine, [(s.addr + len(s.data), s.memsize - len(s.data)) for s in segments])
 
 
 def _flat(seg: abi.kvm_segment, selector: int, type_: int) -> None:
