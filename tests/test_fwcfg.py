@@ -154,14 +154,17 @@ def test_pc_machine_items_through_qtest() -> None:
     assert int.from_bytes(read(0x03, 8), "little") == 256 << 20
     assert int.from_bytes(read(0x05, 2), "little") == 2
     assert int.from_bytes(read(0x0F, 2), "little") == 2
-    entries = parse_dir(read(0x19, 4 + 3 * 64))
+    entries = parse_dir(read(0x19, 4 + 6 * 64))
     assert [(sel, name) for _, sel, name in entries] == [
-        (0x20, "etc/boot-fail-wait"),
-        (0x21, "etc/smbios/smbios-anchor"),
-        (0x22, "etc/smbios/smbios-tables"),
+        (0x20, "etc/acpi/rsdp"),  # the ACPI tables (machine/acpi) sort first
+        (0x21, "etc/acpi/tables"),
+        (0x22, "etc/boot-fail-wait"),
+        (0x23, "etc/smbios/smbios-anchor"),
+        (0x24, "etc/smbios/smbios-tables"),
+        (0x25, "etc/table-loader"),
     ]
-    assert entries[0][0] == 4 and entries[1][0] == 31  # the SMBIOS 2.1 entry point
-    assert read(0x20, 4) == b"\xff\xff\xff\xff"
+    assert entries[2][0] == 4 and entries[3][0] == 31  # the SMBIOS 2.1 entry point
+    assert read(0x22, 4) == b"\xff\xff\xff\xff"
 
 
 def test_pc_machine_dma_through_qtest() -> None:
