@@ -159,3 +159,9 @@ def test_resource_template_end_tag_checksum() -> None:
     data = tpl[4:]  # BufferOp, PkgLength (1 byte), BufferSize (a ByteConst: 2 bytes)
     assert data[-2] == 0x79
     assert sum(data) & 0xFF == 0
+
+
+def test_a_template_patched_at_run_time_has_a_zero_checksum() -> None:
+    """6.4.2.9: checksum 0 means "treated as if the checksum operation succeeded"."""
+    tpl = aml.resource_template(aml.irq_noflags(8), checksum=False)
+    assert tpl[-2:] == b"\x79\x00"

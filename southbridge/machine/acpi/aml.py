@@ -332,8 +332,10 @@ def qword_memory(
     return _address(0x0A, "Q", RESOURCE_MEMORY, flags, tflags, lo, hi)
 
 
-def resource_template(*descriptors: bytes) -> bytes:
+def resource_template(*descriptors: bytes, checksum: bool = True) -> bytes:
     """ResourceTemplate(){...}: the descriptors and an end tag whose checksum makes the whole
-    template sum to zero (6.4.2.9), as a Buffer."""
+    template sum to zero (6.4.2.9), as a Buffer. A template that AML code patches at run time
+    takes checksum=False: a zero checksum byte reads as "checksum succeeded", where a
+    computed one would go stale."""
     body = b"".join(descriptors) + bytes([END_TAG])
-    return buffer(body + bytes([-sum(body) & 0xFF]))
+    return buffer(body + bytes([-sum(body) & 0xFF if checksum else 0]))

@@ -39,7 +39,9 @@ HPET_BASE = 0xFED00000
 # QEMU's HPET: Intel's vendor id, 3 comparators, a 64-bit counter, legacy replacement capable
 # (IA-PC HPET 1.0a, table 3: the event timer block id mirrors the capabilities register).
 HPET_BLOCK_ID = 0x8086A201
-HPET_MIN_TICK = 100  # QEMU's HPET_MIN_TICK... in main counter ticks: 1 us at 100 MHz
+# The main counter's minimum periodic tick, in counter ticks: 128 (1.28 us at 100 MHz), the
+# value Intel chipsets' firmware reports; an OS reads it as advice only.
+HPET_MIN_TICK = 0x80
 ECAM_BUS_SPAN = 1 << 20
 
 

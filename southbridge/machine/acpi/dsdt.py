@@ -105,7 +105,10 @@ def _link_helpers() -> bytes:
             method(
                 "IQCR",
                 1,
-                name("PRR0", resource_template(aml.interrupt(0, flags=link_flags))),
+                name(
+                    "PRR0",
+                    resource_template(aml.interrupt(0, flags=link_flags), checksum=False),
+                ),
                 aml.create_dword_field(name_string("PRR0"), irq_field, "PRRI"),
                 aml.if_(
                     aml.lless(arg(0), integer(ROUTE_DISABLED)),
