@@ -224,6 +224,9 @@ def _iasl(*args: str, cwd: Path) -> str:
     [{"smp": 2}, {"smp": 1, "hpet": False}, {"smp": 4, "extra": {"pci_ecam_base": 0xB0000000}}],
 )
 def test_iasl_disassembles_every_table_cleanly(config: dict[str, object], tmp_path: Path) -> None:
+    """Every table with a description header. The RSDP has none and iasl reads no raw RSDP
+    (its 4-byte signature check fails on "RSD "): the checksum test and SeaBIOS's RSDP scan
+    (tests/test_kvm_seabios_acpi.py) check it."""
     _, tables, _ = _seabios_tables(_machine(**config))
     for sig, data in tables.items():
         name = sig.decode().lower()
@@ -247,3 +250,19 @@ def test_disassembled_dsdt_compiles_back(tmp_path: Path) -> None:
     out = _iasl("-p", "again", "dsdt.dsl", cwd=tmp_path)
     assert "0 Errors, 0 Warnings" in out, out
     assert (tmp_path / "again.aml").stat().st_size > 0
+
+
+def test_dsdt_reserves_the_ecam_window_and_keeps_it_out_of_the_pci_hole() -> None:
+    """PCI Firmware 3.2, 4.1.2: the MCFG range is a PNP0C02 motherboard resource; the root
+    bridge's memory windows go around it."""
+    from southbridge.machine.acpi import aml
+
+    _, tables, _ = _seabios_tables(_machine(extra={"pci_ecam_base": 0xB0000000}))
+    dsdt = tables[b"DSDT"]
+    assert aml.eisa_id("PNP0C02") in dsdt
+    assert aml.memory32_fixed(0xB0000000, 0x10000000, writable=True) in dsdt
+    assert aml.dword_memory(128 * MiB, 0xAFFFFFFF) in dsdt
+    assert aml.dword_memory(0xC0000000, 0xFEBFFFFF) in dsdt
+    _, tables, _ = _seabios_tables(_machine())
+    assert aml.eisa_id("PNP0C02") not in tables[b"DSDT"]
+    assert aml.dword_memory(128 * MiB, 0xFEBFFFFF) in tables[b"DSDT"]

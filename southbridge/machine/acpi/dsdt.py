@@ -218,6 +218,17 @@ def _hpet(base: int) -> bytes:
     )
 
 
+def _ecam_reservation(base: int, length: int) -> bytes:
+    """The ECAM window as a motherboard resource (PNP0C02): PCI Firmware 3.2, 4.1.2 asks that
+    MCFG ranges be reserved so, and Linux checks it before it uses MMCONFIG."""
+    return device(
+        "ECAM",
+        name("_HID", eisa_id("PNP0C02")),
+        name("_UID", integer(0)),
+        name("_CRS", resource_template(aml.memory32_fixed(base, length, writable=True))),
+    )
+
+
 def _processors(cpus: int) -> bytes:
     return b"".join(
         device(f"C{n:03X}", name("_HID", aml.string("ACPI0007")), name("_UID", integer(n)))
@@ -242,6 +253,8 @@ def dsdt(cfg: DsdtConfig) -> bytearray:
     sb = [_pci0(cfg), route, _link_helpers(), *(_link(n) for n in range(4))]
     if cfg.hpet_base is not None:
         sb.append(_hpet(cfg.hpet_base))
+    if cfg.ecam is not None:
+        sb.append(_ecam_reservation(*cfg.ecam))
     sb.append(_processors(cfg.cpus))
     body = [
         name("PICF", integer(0)),
