@@ -11,6 +11,7 @@ and the DSDT. The same machine always gives the same bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from southbridge.machine.acpi import tables as t
 from southbridge.machine.acpi.dsdt import DsdtConfig, dsdt
@@ -19,6 +20,7 @@ from southbridge.machine.acpi.tableloader import (
     TABLES_FILE,
     ZONE_FSEG,
     ZONE_HIGH,
+    Command,
     Linker,
 )
 from southbridge.pci import piix4pm as pm
@@ -99,6 +101,19 @@ def dsdt_config(cfg: AcpiConfig) -> DsdtConfig:
 
 
 def build(cfg: AcpiConfig) -> Linker:
+    """The tables and their loader commands for a machine like `cfg` (a fresh copy: building
+    takes milliseconds and every machine builds them, so the bytes are cached)."""
+    files, commands = _build(cfg)
+    return Linker({name: bytearray(data) for name, data in files}, list(commands))
+
+
+@lru_cache(maxsize=32)
+def _build(cfg: AcpiConfig) -> tuple[tuple[tuple[str, bytes], ...], tuple[Command, ...]]:
+    linker = _assemble(cfg)
+    return tuple((n, bytes(d)) for n, d in linker.files.items()), tuple(linker.commands)
+
+
+def _assemble(cfg: AcpiConfig) -> Linker:
     if cfg.cpus < 1 or cfg.cpus > 255:
         raise ValueError(f"ACPI: {cfg.cpus} CPUs (xAPIC ids reach 254)")
     blob = bytearray()
