@@ -122,7 +122,9 @@ def test_fw_cfg_signature_cpus_ram_and_file_directory(tmp_path: Path, memory_mb:
     assert lines[0] == "cpus=00000001"
     assert lines[1] == f"ram={memory_mb << 20:016x}"
     assert "file etc/boot-fail-wait" in lines
-    assert lines[-1] == "key=00000020"  # the first file key (FW_CFG_FILE_FIRST)
+    # etc/boot-fail-wait's key: files from FW_CFG_FILE_FIRST (0x20) in name order, after
+    # etc/acpi/rsdp and etc/acpi/tables.
+    assert lines[-1] == "key=00000022"
 
 
 def test_fw_cfg_cpu_count_follows_smp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

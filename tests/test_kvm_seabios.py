@@ -76,12 +76,15 @@ def test_seabios_enumerates_our_pci_devices_and_assigns_bars(post: tuple[str, fl
 
 def test_seabios_times_with_the_acpi_pm_timer(post: tuple[str, float, int]) -> None:
     """No kvmclock is offered; SeaBIOS finds the PIIX4 PM function (00:01.3, 8086:7113),
-    enables its I/O space at PMBA 0xB000 and times with the PM timer at PMBA + 8, as it does
-    on QEMU's pc machine (SeaBIOS src/fw/pciinit.c piix4_pm_setup, src/hw/timer.c)."""
+    enables its I/O space at PMBA and times with the PM timer at PMBA + 8, as it does on
+    QEMU's pc machine (SeaBIOS src/fw/pciinit.c piix4_pm_setup, src/hw/timer.c). PMBA is
+    0x600, not SeaBIOS's default 0xB000, because fw_cfg has QEMU's etc/table-loader
+    (src/fw/paravirt.c qemu_cfg_init: "Moving pm_base to 0x600")."""
     text = post[0]
     assert "kvmclock" not in text
     assert "PCI: init bdf=00:01.3 id=8086:7113" in text
-    assert "Using pmtimer, ioport 0xb008" in text
+    assert "Moving pm_base to 0x600" in text
+    assert "Using pmtimer, ioport 0x608" in text
 
 
 def test_seabios_services_timer_interrupts_while_it_waits(post: tuple[str, float, int]) -> None:

@@ -83,6 +83,7 @@ class PcMachine(Machine):
         self._add_apic()
         self._add_pm()
         self._add_virtio(virtio or VirtioSetup())
+        self._add_acpi()
 
     def _add_ram(self) -> None:
         """RAM as a PC lays it out: 0-640 KiB, then 1 MiB up to the configured size."""
@@ -376,6 +377,32 @@ class PcMachine(Machine):
         self.pci_bus.add(self.pm, 1, 3)
         self.ports.register(APM_CNT_PORT, 2, self.pm.apm, "apm")
         self.rtc.irq.connect(self.pm.rtc_alarm)
+
+    def _add_acpi(self) -> None:
+        """ACPI tables for the machine as built (`machine/acpi`), in fw_cfg as QEMU gives
+        them to firmware: `etc/acpi/tables`, `etc/acpi/rsdp` and the `etc/table-loader`
+        commands that place and link them. A boot without firmware writes the same tables
+        with `acpi.boot.install`."""
+        from southbridge.machine.acpi import tableloader
+        from southbridge.machine.acpi.build import AcpiConfig, build
+
+        self.acpi_tables: tableloader.Linker | None = None
+        if not self.config.acpi:
+            return
+        ecam = None
+        if self.pci_ecam is not None and self.pci_ecam.base is not None:
+            ecam = (self.pci_ecam.base, self.pci_ecam.buses)
+        cfg = AcpiConfig(
+            cpus=len(self.lapics),
+            ram_below_4g=self.config.memory_mb * MiB,
+            serial=len(self.serial),
+            hpet=self.config.hpet,
+            ecam=ecam,
+        )
+        self.acpi_tables = build(cfg)
+        for name, data in self.acpi_tables.files.items():
+            self.fw_cfg.add_file(name, bytes(data))
+        self.fw_cfg.add_file(tableloader.LOADER_FILE, self.acpi_tables.loader_bytes())
 
     def _pm_sleep(self, state: int) -> None:
         if state == 5:
