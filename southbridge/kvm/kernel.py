@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from southbridge.kvm import linuxboot, multiboot, pvh
+from southbridge.kvm import linuxboot, multiboot, pvh, tables
 from southbridge.kvm.loader import LoadError, read_image
 from southbridge.kvm.vcpu import Vcpu
 from southbridge.machine import bzimage, linuxfw
@@ -26,6 +26,7 @@ from southbridge.machine.base import Machine
 from southbridge.machine.pc import PcMachine
 
 Entry = Callable[[Vcpu], None]
+ACPI_RSDP_ADDR = 0x070  # boot_params field
 
 
 class BootKernel(Protocol):
@@ -61,6 +62,11 @@ class LinuxKernel:
             f"kernel {self.path!r}",
         )
         linuxboot.load(machine, plan)
+        rsdp = tables.install(machine)
+        if rsdp is not None:  # boot_params.acpi_rsdp_addr (boot.rst, protocol 2.14)
+            machine.space.write_bytes(
+                bzimage.ZERO_PAGE_ADDR + ACPI_RSDP_ADDR, rsdp.to_bytes(8, "little")
+            )
         return partial(linuxboot.enter, plan=plan)
 
 
@@ -73,7 +79,9 @@ class MultibootKernel:
         return "multiboot"
 
     def load(self, machine: Machine) -> Entry:
-        return partial(multiboot.enter, plan=self.files.load(machine))
+        plan = self.files.load(machine)
+        tables.install(machine)  # found by scanning, as a BIOS leaves them
+        return partial(multiboot.enter, plan=plan)
 
 
 def read_kernel(path: str, append: str | None, initrd: str | None, limit: int) -> BootKernel:

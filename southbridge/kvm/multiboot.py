@@ -376,8 +376,13 @@ def kernel_cmdline(kernel_path: str, append: str | None) -> str:
 
 
 def ram_ranges(machine: Machine) -> list[tuple[int, int]]:
-    """(base, size) of the machine's writable RAM regions."""
-    return [(r.gpa, r.size) for r in machine.memory.regions if not r.readonly]
+    """(base, size) of the machine's writable RAM regions (not the BIOS area a boot
+    without firmware backs for its tables, kvm/tables.py: that stays reserved)."""
+    return [
+        (r.gpa, r.size)
+        for r in machine.memory.regions
+        if not r.readonly and r.name != "firmware-tables"
+    ]
 
 
 def load(machine: Machine, plan: BootPlan) -> None:

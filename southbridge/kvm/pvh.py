@@ -7,7 +7,8 @@ xen/include/public/arch-x86/hvm/start_info.h).
 * The image: its PT_LOAD segments at their physical addresses (the ELF parsing is
   Multiboot's, kvm/multiboot.py).
 * `hvm_start_info` version 1 at 0x7000, then the memory map (the machine's e820 layout),
-  one module entry (`--initrd`, page aligned after the kernel) and the command line.
+  one module entry (`--initrd`, page aligned after the kernel) and the command line;
+  `rsdp_paddr` points at the ACPI tables kvm/tables.py lays out in the BIOS area.
 * Entry state: 32-bit protected mode, paging off, flat CS/DS/ES/SS (selectors 0x10 and
   0x18 of a GDT in guest memory), EBX = the start info, CR4 = 0, EFLAGS = 0x2.
 """
@@ -18,7 +19,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from southbridge.kvm import abi
+from southbridge.kvm import abi, tables
 from southbridge.kvm.linuxboot import CODE_SELECTOR, DATA_SELECTOR, GDT32, GDT_ADDR, _seg
 from southbridge.kvm.multiboot import (
     MultibootError,
@@ -113,6 +114,7 @@ class PvhKernel:
                 raise PvhError(f"{name}: segment at 0x{s.addr:x}-0x{s.end - 1:x} is outside RAM")
         load_segments(machine, self.segments)
         mmap = memory_map(ram)[:MEMMAP_MAX]
+        rsdp = tables.install(machine) or 0
         modules: list[tuple[int, int]] = []
         if self.initrd is not None:
             at = -(-max(max(s.end for s in self.segments), 1 << 20) // PAGE) * PAGE
@@ -131,7 +133,7 @@ class PvhKernel:
             raise PvhError(f"{name}: command line of {len(line) - 1} bytes is too long")
         info = START_INFO.pack(
             START_MAGIC, 1, 0, len(modules), modlist_at if modules else 0,
-            cmdline_at, 0, memmap_at, len(mmap), 0,
+            cmdline_at, rsdp, memmap_at, len(mmap), 0,
         )  # fmt: skip
         blob = info + b"".join(MEMMAP_ENTRY.pack(b, n, t, 0) for b, n, t in mmap)
         blob += b"".join(MODLIST_ENTRY.pack(a, n, 0, 0) for a, n in modules)
