@@ -207,3 +207,25 @@ def test_timer_storm_on_the_host_clock_leaves_the_lock_to_other_threads() -> Non
     assert got == 20
     assert c.fired > 0 and c.pauses > 0
     assert not th.is_alive()
+
+
+def test_host_clock_pause_freezes_time_and_timers_until_resume() -> None:
+    """QMP stop stops machine time: now() holds its value and no timer comes due; resume
+    goes on from the same instant (the stopped span never counts)."""
+    from southbridge.core.clock import HostClock
+
+    c = HostClock()
+    fired: list[int] = []
+    t = c.timer(lambda: fired.append(c.now()), "t")
+    c.pause()
+    frozen = c.now()
+    t.arm(frozen + 1)  # due 1 ns later: never, while stopped
+    assert c.stopped and c.now() == frozen and c.run_due() == 0
+    c.pause()  # idempotent
+    assert c.now() == frozen
+    c.resume()
+    assert not c.stopped and c.now() >= frozen
+    while not fired:  # the next nanosecond of machine time comes at once
+        c.run_due()
+    assert fired[0] >= frozen + 1
+    c.resume()  # idempotent

@@ -212,9 +212,35 @@ class HostClock(Clock):
         self._cond = threading.Condition(threading.Lock())
         self._dirty = False
         self.pauses = 0  # passes that ended with timers still due (a storm, or a slow host)
+        self._stopped_at: int | None = None  # machine time while stopped (QMP stop)
 
     def now(self) -> int:
+        stopped = self._stopped_at
+        if stopped is not None:
+            return stopped
         return time.monotonic_ns() - self._origin
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped_at is not None
+
+    def pause(self) -> None:
+        """Stop machine time (as QEMU's vm clock stops with the VM): `now` stays put and no
+        timer comes due until `resume`, which goes on from the same instant."""
+        if self._stopped_at is None:
+            self._stopped_at = self.now()
+
+    def resume(self) -> None:
+        stopped = self._stopped_at
+        if stopped is not None:
+            self._origin = time.monotonic_ns() - stopped
+            self._stopped_at = None
+            self._notify_unlocked()
+
+    def _notify_unlocked(self) -> None:
+        with self._cond:
+            self._dirty = True
+            self._cond.notify()
 
     def _notify(self) -> None:
         # Called with _qlock held; the condition has its own lock so this cannot deadlock.

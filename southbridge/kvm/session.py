@@ -140,6 +140,38 @@ class KvmSession:
         assert self._result is not None
         return self._result
 
+    def pause(self, timeout: float = JOIN_TIMEOUT) -> bool:
+        """Stop the guest (QMP `stop`): every vCPU leaves guest mode and parks, then the
+        machine clock stops, so timers neither fire nor count while paused. True when every
+        running vCPU parked within `timeout` seconds."""
+        for v in self.vcpus:
+            v.pause()
+        deadline = time.monotonic() + timeout
+        ok = True
+        for v in self.vcpus:
+            while v.is_running and not v.parked.wait(0.05):
+                if time.monotonic() >= deadline or self._done.is_set():
+                    ok = False
+                    break
+        clock = self.machine.clock
+        if isinstance(clock, HostClock):
+            with self.machine.lock:
+                clock.pause()
+        return ok
+
+    def resume(self) -> None:
+        """Undo `pause`: the clock goes on from where it stopped, then the vCPUs."""
+        clock = self.machine.clock
+        if isinstance(clock, HostClock):
+            with self.machine.lock:
+                clock.resume()
+        for v in self.vcpus:
+            v.resume()
+
+    @property
+    def paused(self) -> bool:
+        return any(v.paused for v in self.vcpus)
+
     def close(self) -> None:
         if self._apic_window is not None:
             self.machine.mmio.register(*self._apic_window)

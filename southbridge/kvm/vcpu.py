@@ -214,6 +214,10 @@ class Vcpu:
         self._cond = threading.Condition(threading.Lock())
         self._thread_ident: int | None = None
         self.stop = threading.Event()
+        # Pausing (QMP stop): the loop parks before its next entry while `paused` is set;
+        # `parked` says it is not in guest mode (parked, or an AP waiting for its SIPI).
+        self.paused = False
+        self.parked = threading.Event()
         self.exits = 0
         self.injected = 0
 
@@ -354,6 +358,8 @@ class Vcpu:
         ring = self._ring
         try:
             while not is_stopped():
+                if self.paused and not self._park():
+                    return
                 # Before entry: the interrupt controller's work, skipped when nothing waits (a
                 # line rising later kicks the vCPU, so this check loses no wake-up).
                 if apic is not None and lapic is not None:
@@ -502,16 +508,46 @@ class Vcpu:
         self._cr8 = run.cr8 = lapic.tpr >> 4
         return True
 
+    def _park(self) -> bool:
+        """Stay out of guest mode while paused; False when the run ends meanwhile."""
+        with self._cond:
+            self.parked.set()
+            try:
+                while self.paused and not self.stop.is_set():
+                    self._cond.wait(0.5)  # bounded: a missed notify delays, never hangs
+            finally:
+                self.parked.clear()
+        return not self.stop.is_set()
+
+    @property
+    def is_running(self) -> bool:
+        """Its thread is in `run` (guest mode or about to be)."""
+        return self._thread_ident is not None
+
+    def pause(self) -> None:
+        """Ask the vCPU to leave guest mode and park (any thread); see `parked`."""
+        self.paused = True
+        self.kick()
+
+    def resume(self) -> None:
+        with self._cond:
+            self.paused = False
+            self._cond.notify_all()
+
     def _wait_for_sipi(self, apic: VcpuApic) -> bool:
         """An AP in wait-for-SIPI: park the thread until a SIPI arrives (an INIT meanwhile
         is absorbed), then start in real mode at CS = vector << 8, IP = 0 (SDM 8.4.4.1)."""
         lapic = apic.lapic
         while True:
             with self._cond:
-                while lapic.sipi_vector is None and not lapic.pending_init:
-                    if self.stop.is_set():
-                        return False
-                    self._cond.wait(0.5)  # bounded: a missed notify delays, never hangs
+                self.parked.set()  # not in guest mode: pausing need not wait for it
+                try:
+                    while lapic.sipi_vector is None and not lapic.pending_init:
+                        if self.stop.is_set():
+                            return False
+                        self._cond.wait(0.5)  # bounded: a missed notify delays, never hangs
+                finally:
+                    self.parked.clear()
             with self.machine.lock:
                 if lapic.take_init():
                     lapic.init_reset()
@@ -533,7 +569,7 @@ class Vcpu:
         if_set = bool(run.if_flag)
         apic = self.apic
         with self._cond:
-            while not self.stop.is_set():
+            while not self.stop.is_set() and not self.paused:
                 if apic is not None:
                     if apic.wakes_from_halt(if_set):
                         break
