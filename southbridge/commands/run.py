@@ -9,7 +9,8 @@ with --bios too, SeaBIOS loads the bzImage through fw_cfg (machine/linuxfw.py).
 Without --no-reboot a reset rebuilds the machine and runs the image again, like a PC's
 hard reset. With no --bios the bundled tour guest runs; it resets when done, and
 --no-reboot is implied so that ends the run. With --config or --hide several domains run
-in one process (`southbridge.commands.domains`).
+in one process (`southbridge.commands.domains`). `--qmp` serves QEMU's QMP; SIGTERM presses
+the ACPI power button (`southbridge.commands.control`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from southbridge.commands.common import Subparsers, check_timeout
 from southbridge.errors import UserError
 
 if TYPE_CHECKING:  # the KVM modules load only when a run starts
+    from southbridge.commands.control import RunControl
     from southbridge.kvm.kernel import BootKernel, FirmwareKernel
     from southbridge.kvm.runend import RunEnd
 
@@ -98,6 +100,19 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
         help="exit with status 0 when the guest resets instead of rebooting",
     )
     r.add_argument(
+        "--qmp",
+        metavar="unix:PATH,server",
+        help="serve QEMU's QMP on a unix socket (QEMU's spelling; ,wait=off is implied)",
+    )
+    r.add_argument(
+        "--term-grace",
+        metavar="SECONDS",
+        type=float,
+        default=10.0,
+        help="after SIGTERM pressed the power button, stop a guest still running after "
+        "this long (default 10)",
+    )
+    r.add_argument(
         "--kvm-device",
         metavar="PATH",
         help="KVM device node (default $SOUTHBRIDGE_KVM_DEVICE or /dev/kvm)",
@@ -129,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_machine(args: argparse.Namespace) -> int:
     """One pc machine under KVM, rebuilt on every guest reset unless --no-reboot."""
+    from southbridge.commands.control import RunControl
     from southbridge.host.userfile import open_output_text
     from southbridge.kvm.loader import LoadError, read_image
     from southbridge.kvm.runend import RunEnd
@@ -140,6 +156,8 @@ def run_machine(args: argparse.Namespace) -> int:
     if not MIN_MEMORY_MB <= args.memory <= MAX_MEMORY_MB:
         raise UserError(f"-m {args.memory}: memory must be {MIN_MEMORY_MB}-{MAX_MEMORY_MB} MiB")
     check_timeout(args.timeout)
+    if not 0 <= args.term_grace <= 3600:  # also refuses nan
+        raise UserError(f"--term-grace {args.term_grace:g}: expected 0-3600 seconds")
     args.virtio = virtio_opts.check(args)
     no_reboot = bool(args.no_reboot)
     kernel = _read_kernel(args)
@@ -172,8 +190,18 @@ def run_machine(args: argparse.Namespace) -> int:
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     reboots = 0
     try:
+        control = RunControl(args.qmp, args.term_grace)
+    except UserError:
+        if trace_file is not None:
+            trace_file.close()
+        raise
+    control.start()
+    try:
         while True:
-            result = _run_once(args, image, kvm_device, trace_file, deadline, kernel)
+            result = _run_once(args, image, kvm_device, trace_file, deadline, kernel, control)
+            control.detach(result.reason)
+            if control.terminated and result.reason != "stopped":
+                break  # SIGTERM: the guest's own power-off (or reset) ends the run
             if result.reason in ("reset", "triple-fault") and not no_reboot:
                 reboots += 1
                 if result.reason == "triple-fault" and reboots == 1:
@@ -185,6 +213,7 @@ def run_machine(args: argparse.Namespace) -> int:
                 continue
             break
     finally:
+        control.close()
         if trace_file is not None:
             trace_file.close()
     if reboots > 1:
@@ -220,6 +249,7 @@ def _run_once(
     trace_file: TextIO | None,
     deadline: float | None,
     kernel: BootKernel | FirmwareKernel | None = None,
+    control: RunControl | None = None,
 ) -> RunEnd:
     from southbridge.core.clock import HostClock
     from southbridge.core.trace import QtestTracer
@@ -272,6 +302,9 @@ def _run_once(
             raise UserError(str(e)) from None
         if shadow is not None:
             shadow.on_change = session.sync_memory
+        if control is not None:
+            control.attach(machine)
+            control.attach_session(session)
         with session:
             if entry is not None:
                 entry(session.vcpus[0])

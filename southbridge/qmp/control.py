@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from southbridge.core.state import StateError
 from southbridge.kvm import snapshotfile
@@ -15,8 +15,19 @@ from southbridge.qmp.protocol import QmpError
 EventSink = Callable[[str, dict[str, Any] | None], None]
 
 
+class Runner(Protocol):
+    """What runs the machine's vCPUs (kvm/session.py KvmSession): QMP stop and cont pause
+    and resume them with machine time."""
+
+    def pause(self, timeout: float = ...) -> bool: ...
+
+    def resume(self) -> None: ...
+
+
 class MachineController:
-    """A `Controller` over a pc machine; `emit` receives the events (the server's)."""
+    """A `Controller` over a pc machine; `emit` receives the events (the server's). With a
+    `runner` (set when the KVM session exists), stop and cont park and resume the vCPUs;
+    without one (CPU-less) they only change the reported state."""
 
     def __init__(self, machine: PcMachine, emit: EventSink, vcpu_threads: list[int] | None = None):
         self.machine = machine
@@ -24,6 +35,8 @@ class MachineController:
         self.running = True
         self.quit_requested = threading.Event()
         self._vcpu_threads = vcpu_threads
+        self.runner: Runner | None = None
+        self._state_lock = threading.Lock()  # one stop/cont at a time
 
     def status(self) -> str:
         if self.quit_requested.is_set():
@@ -31,14 +44,23 @@ class MachineController:
         return "running" if self.running else "paused"
 
     def stop(self) -> None:
-        if self.running:
+        with self._state_lock:
+            if not self.running:
+                return
+            if self.runner is not None and not self.runner.pause():
+                self.runner.resume()
+                raise QmpError("the vCPUs did not stop in time")
             self.running = False
-            self.emit("STOP", None)
+        self.emit("STOP", None)
 
     def cont(self) -> None:
-        if not self.running:
+        with self._state_lock:
+            if self.running:
+                return
+            if self.runner is not None:
+                self.runner.resume()
             self.running = True
-            self.emit("RESUME", None)
+        self.emit("RESUME", None)
 
     def system_reset(self) -> None:
         with self.machine.lock:
@@ -46,8 +68,13 @@ class MachineController:
         self.emit("RESET", {"guest": False, "reason": "host-qmp-system-reset"})
 
     def system_powerdown(self) -> None:
-        # The ACPI power button arrives with the PIIX4 PM function (issue 10).
-        raise QmpError("system_powerdown needs ACPI, which this machine does not have yet")
+        """The ACPI power button (PIIX4 PM1a PWRBTN_STS, an SCI when enabled), as QEMU."""
+        pm = self.machine.pm
+        if pm is None:
+            raise QmpError("system_powerdown needs ACPI (the machine runs with --no-acpi)")
+        with self.machine.lock:
+            pm.press_power_button()
+        self.emit("POWERDOWN", None)
 
     def quit(self) -> None:
         self.quit_requested.set()
