@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from functools import partial
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from southbridge.core.clock import NS_PER_SEC, ManualClock
 from southbridge.core.irq import IrqLine
 from southbridge.devices import hpet as hpet_mod
@@ -315,9 +318,9 @@ def test_restore_rejects_states_the_hardware_cannot_be_in() -> None:
     )
     bad_states.append(good | {"isr": 1})  # status of an edge timer
     bad_states.append(good | {"timers": good["timers"][:2]})
-    for st in bad_states:
+    for bad in bad_states:
         with pytest.raises(StateError):
-            b.hpet.restore(st)
+            b.hpet.restore(bad)
         assert b.hpet.save() == good
     # Running, a one-shot 64-bit comparator behind the counter cannot still wait a match.
     running = good | {"config": 1, "counter": 100}
@@ -330,3 +333,65 @@ def test_restore_rejects_states_the_hardware_cannot_be_in() -> None:
 def test_module_constants() -> None:
     assert hpet_mod.BASE == 0xFED00000 and hpet_mod.WINDOW_SIZE == 0x400
     assert hpet_mod.PC_INTCAP == 0x4
+
+
+OFFSETS = [0x000, 0x004, 0x010, 0x014, 0x020, 0x024, 0x0F0, 0x0F4, 0x160, 0x3F8, 0x002]
+OFFSETS += [0x100 + 0x20 * n + r for n in range(3) for r in (0, 4, 8, 0xC, 0x10, 0x14)]
+ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from(["r", "w"]),
+            st.sampled_from(OFFSETS),
+            st.sampled_from([1, 2, 4, 8]),
+            st.one_of(
+                st.integers(0, (1 << 64) - 1),
+                st.sampled_from([0, 1, 3, 0x7FFF, 0x14E, 0x30E, 0x10A, 0xFFFF_FFFF]),
+            ),
+        ),
+        st.tuples(st.just("t"), st.just(0), st.just(0), st.integers(0, 3 * MIN_PERIOD_NS)),
+    ),
+    max_size=40,
+)
+
+
+def _check_invariants(b: Bench) -> None:
+    h = b.hpet
+    assert h.isr < 8 and h.config < 4
+    for i, comp in enumerate(h.comparators):
+        if h.isr >> i & 1:
+            assert comp.level, "status bits belong to level-triggered timers"
+    for pin, line in b.lines.items():
+        want = any(h._asserting(i) and h._pin(i) == pin and h._line(i) is line for i in range(3))
+        assert line.level == want
+    assert b.legacy[-1:] in ([], [h.legacy]) or not b.legacy
+
+
+@settings(max_examples=300, deadline=None)
+@given(seq=ops)
+def test_any_register_sequence_never_raises_and_round_trips(
+    seq: list[tuple[str, int, int, int]],
+) -> None:
+    b = Bench()
+    last: int | None = None  # the counter while it runs without a stop
+    for op, off, size, value in seq:
+        if op == "r":
+            b.r(off, size)
+        elif op == "w":
+            b.w(off, value & ((1 << (8 * size)) - 1), size)
+        else:
+            b.clock.advance(value)
+        _check_invariants(b)
+        if b.hpet.running:
+            now = b.hpet.counter()
+            if last is not None:
+                assert 0 <= (now - last) % (1 << 64) <= 3 * MIN_PERIOD_NS // 10  # it counts up
+            last = now
+        else:
+            last = None
+    state = b.hpet.save()
+    other = Bench()
+    other.clock.advance(3)
+    other.hpet.restore(state)
+    assert other.hpet.save() == state
+    b.hpet.restore(state)  # its own state, in place
+    assert b.hpet.save() == state
