@@ -19,7 +19,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from southbridge.commands import virtio_opts
+from southbridge.commands import machine_opts, virtio_opts
 from southbridge.commands.common import Subparsers, check_timeout
 from southbridge.errors import UserError
 
@@ -77,6 +77,7 @@ def _add_machine_options(r: argparse.ArgumentParser) -> None:
         "--debugcon", metavar="SPEC", help="debug console on port 0x402: stdio or file:PATH"
     )
     r.add_argument("--smp", metavar="N", type=int, default=1, help="number of vCPUs")
+    machine_opts.add_options(r)
 
 
 def _add_run_options(r: argparse.ArgumentParser) -> None:
@@ -137,6 +138,7 @@ def run_machine(args: argparse.Namespace) -> int:
     if not MIN_MEMORY_MB <= args.memory <= MAX_MEMORY_MB:
         raise UserError(f"-m {args.memory}: memory must be {MIN_MEMORY_MB}-{MAX_MEMORY_MB} MiB")
     check_timeout(args.timeout)
+    args.switches = machine_opts.switches(args)
     args.virtio = virtio_opts.check(args)
     no_reboot = bool(args.no_reboot)
     kernel = _read_kernel(args)
@@ -229,7 +231,8 @@ def _run_once(
     from southbridge.machine.pam import PamShadow
     from southbridge.machine.pc import PcConfig, PcMachine
 
-    config = PcConfig(memory_mb=args.memory, smp=args.smp)
+    sw = args.switches
+    config = PcConfig(memory_mb=args.memory, smp=args.smp, acpi=sw["acpi"], hpet=sw["hpet"])
     try:
         serial, debugcon = open_backends([args.serial], args.debugcon)
     except (ValueError, OSError) as e:
