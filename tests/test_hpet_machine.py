@@ -4,6 +4,8 @@ replacement route taking IRQ0 and IRQ8 from the PIT and the RTC (IA-PC HPET 1.0a
 
 from __future__ import annotations
 
+import time
+
 from southbridge.machine.pc import PcConfig, PcMachine
 from tests.qtesting import Qtest
 
@@ -140,3 +142,24 @@ def test_machine_state_round_trip_with_the_hpet_in_legacy_mode() -> None:
     b.ok("irq_intercept_in ioapic")
     b.pit_1khz()  # the restored legacy route still gates the PIT
     assert b.raises(b.ok("clock_step 1000000000"), 0) == 100
+
+
+def test_a_period_1_storm_over_qtest_takes_bounded_host_time() -> None:
+    """Issue 15's guard for the HPET: a periodic comparator of period 1 (100 MHz asked for)
+    interrupts every 200 us, so a second of clock_step is 5000 callbacks, not 10^8; the
+    counter and comparator still read exactly."""
+    q = Q()
+    q.ok("irq_intercept_in ioapic")
+    q.ok("outb 0x43 0x30")  # PIT quiet
+    q.writel(HPET + 0x100, ENB | PERIODIC | VAL_SET | 2 << 9)
+    q.writeq(HPET + 0x108, 1)
+    q.writel(HPET + 0x10, 1)
+    start = time.monotonic()
+    reply = q.ok("clock_step 1000000000")
+    assert time.monotonic() - start < 5
+    assert q.raises(reply, 0) == 5000
+    m = q.machine
+    assert isinstance(m, PcMachine) and m.hpet is not None
+    assert m.hpet.clamped_ticks == 5000
+    assert q.readl(HPET + 0xF0) == 100_000_000
+    assert q.readl(HPET + 0x108) == 100_000_001
