@@ -345,7 +345,10 @@ ops = st.lists(
             st.sampled_from([1, 2, 4, 8]),
             st.one_of(
                 st.integers(0, (1 << 64) - 1),
+                st.integers(0, 200_000),
+                # timer configurations: level/edge, periodic, VAL_SET, 32-bit, routes 2/20/1
                 st.sampled_from([0, 1, 3, 0x7FFF, 0x14E, 0x30E, 0x10A, 0xFFFF_FFFF]),
+                st.sampled_from([0x2806, 0x280C, 0x284C, 0x40E, 0x44C, 0x54C, 0x406]),
             ),
         ),
         st.tuples(st.just("t"), st.just(0), st.just(0), st.integers(0, 3 * MIN_PERIOD_NS)),
@@ -395,3 +398,83 @@ def test_any_register_sequence_never_raises_and_round_trips(
     assert other.hpet.save() == state
     b.hpet.restore(state)  # its own state, in place
     assert b.hpet.save() == state
+
+
+ROUTES = (2, 8, 20, 1)
+timer_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("conf"),
+            st.integers(0, 2),
+            st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans(), st.booleans()),
+            st.sampled_from(ROUTES),
+        ),
+        st.tuples(
+            st.just("cmp"), st.integers(0, 2), st.integers(-2_000, 200_000), st.sampled_from([4, 8])
+        ),
+        st.tuples(st.just("gcfg"), st.integers(0, 3), st.just(0), st.just(0)),
+        st.tuples(st.just("status"), st.integers(0, 7), st.just(0), st.just(0)),
+        st.tuples(st.just("counter"), st.integers(0, (1 << 64) - 1), st.just(0), st.just(0)),
+        st.tuples(st.just("adv"), st.integers(0, 600_000), st.just(0), st.just(0)),
+    ),
+    max_size=30,
+)
+
+
+setups = st.lists(
+    st.tuples(
+        st.tuples(st.booleans(), st.just(True), st.booleans(), st.booleans(), st.booleans()),
+        st.sampled_from(ROUTES),
+        st.integers(1, 100_000),
+    ),
+    min_size=3,
+    max_size=3,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(setup=setups, legacy=st.booleans(), seq=timer_ops)
+def test_timer_programming_keeps_invariants_and_restores_to_the_same_future(
+    setup: list[tuple[tuple[bool, bool, bool, bool, bool], int, int]],
+    legacy: bool,
+    seq: list[tuple[str, int, object, int]],
+) -> None:
+    """Guest-like programming of the comparators: the lines always follow status, enables
+    and routes; a saved state restored into another HPET at the same instant interrupts
+    at the same instants afterwards (unclamped timers) and saves the same again."""
+    a = Bench()
+    prologue: list[tuple[str, int, object, int]] = [("gcfg", 3 if legacy else 1, 0, 0)]
+    for n, (bits, route, delta) in enumerate(setup):
+        prologue += [("conf", n, bits, route), ("cmp", n, delta, 8), ("cmp", n, delta, 8)]
+    for op, x, y, z in prologue + seq:
+        if op == "conf":
+            assert isinstance(y, tuple)
+            level, enb, periodic, val_set, mode32 = y
+            bits = LEVEL * level | ENB * enb | PERIODIC * periodic | VAL_SET * val_set
+            a.tconf(x, bits | MODE32 * mode32 | z << 9)
+        elif op == "cmp":
+            assert isinstance(y, int)
+            a.tcmp(x, max(0, a.hpet.counter() + y) & ((1 << (8 * z)) - 1), z)
+        elif op == "gcfg":
+            a.w(0x10, x)
+        elif op == "status":
+            a.w(0x20, x)
+        elif op == "counter":
+            a.w(0xF0, x, 8)
+        else:
+            a.clock.advance(x)
+        _check_invariants(a)
+    state = a.hpet.save()
+    b = Bench()
+    b.clock.set(a.clock.now())
+    b.hpet.restore(state)
+    assert b.hpet.save() == state
+    assert {p: x.level for p, x in a.lines.items()} == {p: x.level for p, x in b.lines.items()}
+    if any(c.clamped for c in a.hpet.comparators):
+        return  # the clamped grid restarts at the next match after a restore
+    now = a.clock.now()
+    a.clock.advance(3_000_000)
+    b.clock.advance(3_000_000)
+    for pin in a.rises:
+        assert [t for t in a.rises[pin] if t > now] == [t for t in b.rises[pin] if t > now]
+    assert a.hpet.save() == b.hpet.save()
