@@ -163,3 +163,21 @@ def test_a_period_1_storm_over_qtest_takes_bounded_host_time() -> None:
     assert m.hpet.clamped_ticks == 5000
     assert q.readl(HPET + 0xF0) == 100_000_000
     assert q.readl(HPET + 0x108) == 100_000_001
+
+
+def test_the_pit_owes_no_ticks_while_the_hpet_has_irq0() -> None:
+    """QEMU's pit_irq_control / KVM's HPET_LEGACY flag: behind the legacy route the PIT arms
+    no IRQ0 timer, so a guest switching back gets the PIT's rate, not a second of backlog."""
+    m = PcMachine()
+    q = Q(m)
+    q.pit_1khz()
+    q.writel(HPET + 0x10, 3)
+    assert not m.pit.irq_enabled
+    q.ok("clock_step 2000000000")
+    assert m.pit.owed_ticks == 0
+    q.ok("outb 0x43 0x00")  # the count still runs: latch and read channel 0
+    assert q.ask("inb 0x40").startswith("OK ")
+    q.ok("irq_intercept_in ioapic")
+    q.writel(HPET + 0x10, 0)
+    assert m.pit.irq_enabled
+    assert q.raises(q.ok("clock_step 10000000"), 0) == 10

@@ -151,7 +151,7 @@ class PcMachine(Machine):
         pc mask, I/O APIC input 2 only, and input 2 is GSI 0 here (the IRQ0 -> pin 2
         override), so timer 0's legacy route and route 2 both drive GSI 0 (8259 IRQ0 and
         I/O APIC pin 2, as the HPET spec's legacy route asks); input 8 is GSI 8. In legacy
-        replacement mode the PIT's and the RTC's gates close."""
+        replacement mode the PIT's and the RTC's gates close, as QEMU's pc gates them."""
         self.hpet: Hpet | None = None
         if not self.config.hpet:
             return
@@ -160,6 +160,8 @@ class PcMachine(Machine):
         self.hpet = Hpet(self.clock, lines, PC_INTCAP)
         for gate in self._legacy_gates.values():
             self.hpet.legacy_listeners.append(gate.set_closed)
+        # And the PIT stops timing IRQ0 (no owed ticks pile up behind the closed gate).
+        self.hpet.legacy_listeners.append(lambda on: self.pit.set_irq_enabled(not on))
         self.mmio.register(hpet_mod.BASE, hpet_mod.WINDOW_SIZE, self.hpet, "hpet")
 
     def _add_serial(self) -> None:
