@@ -20,6 +20,12 @@ deliver nothing (logged). With ENABLE_CNF and LEG_RT_CNF both set (spec 2.3.7: t
 route applies when both are) timer 0 goes to I/O APIC input 2 (the 8259's IRQ0) and timer 1 to
 input 8, and the `legacy_listeners` hear True: the machine disconnects the PIT's and the RTC's
 outputs then (QEMU gates them on LEG_RT_CNF alone; Linux sets ENABLE first either way).
+
+Timer storms: a periodic comparator faster than MIN_PERIOD_NS (KVM's 200 us, as the PIT and
+the LAPIC clamp) interrupts on a grid of that period from its first match, counted in
+`clamped_ticks`; the counter and the comparator register still read exactly. A late host
+callback delivers one interrupt for all the periods it missed (QEMU's policy). A restored
+state keeps the counter's phase to the ns; a clamped grid restarts at the next match.
 """
 
 from __future__ import annotations
