@@ -430,3 +430,15 @@ def test_the_pic_reaches_the_cpu_through_ioapic_pin0_extint() -> None:
     assert probe.values == [1, 2, 1 << 16]
     assert acks == [0x23, 0x23]
     assert not m.lapics[0].lint0_extint() and m.lapics[0].isr == 0
+
+
+@pytest.mark.kvm
+@needs_kvm
+def test_cpuid_apic_bit_follows_the_global_enable() -> None:
+    """SDM vol. 3 10.4.3: with IA32_APIC_BASE.EN clear, CPUID.01H:EDX[9] reads 0; setting EN
+    again brings it back (issue 10 item 6)."""
+    end, probe, m, _ = run_guest("apic_cpuid")
+    assert (end.reason, end.status) == ("exit", EXIT_OK), end.message
+    apic_bit = [bool(v >> 9 & 1) for v in probe.values]
+    assert apic_bit == [True, False, True], [hex(v) for v in probe.values]
+    assert m.lapics[0].hw_enabled

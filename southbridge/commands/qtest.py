@@ -12,6 +12,7 @@ import stat
 import sys
 from typing import TYPE_CHECKING, TextIO
 
+from southbridge.commands import machine_opts
 from southbridge.commands.common import Subparsers
 from southbridge.errors import UserError
 
@@ -29,6 +30,7 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
     q.add_argument("--socket", metavar="PATH", help="listen on a unix socket instead of stdio")
     q.add_argument("--trace", metavar="FILE", help="also record every access as qtest lines")
     q.add_argument("script", nargs="?", help="read commands from FILE instead of stdin")
+    machine_opts.add_options(q)
     q.set_defaults(func=run)
     return q
 
@@ -38,12 +40,15 @@ def _serve_lines(session: QtestSession, infile: TextIO) -> None:
         session.handle(line)
 
 
-def _machine_with_trace(trace: str | None) -> tuple[PcMachine, TextIO | None]:
+def _machine_with_trace(
+    trace: str | None, switches: dict[str, bool] | None = None
+) -> tuple[PcMachine, TextIO | None]:
     from southbridge.core.trace import QtestTracer
     from southbridge.host.userfile import open_output_text
-    from southbridge.machine.pc import PcMachine
+    from southbridge.machine.pc import PcConfig, PcMachine
 
-    machine = PcMachine()
+    sw = switches or {}
+    machine = PcMachine(PcConfig(acpi=sw.get("acpi", True), hpet=sw.get("hpet", True)))
     out: TextIO | None = None
     if trace:
         try:
@@ -60,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
     from southbridge.qtest.server import QtestSession
 
     # Read (and refuse) the script before anything is built or a trace file truncated.
+    switches = machine_opts.switches(args)
     script = _read_script(args.script) if args.script else None
-    machine, trace_out = _machine_with_trace(args.trace)
+    machine, trace_out = _machine_with_trace(args.trace, switches)
     try:
         if args.socket:
             _serve_socket(machine, args.socket)

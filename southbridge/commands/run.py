@@ -21,7 +21,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from southbridge.commands import virtio_opts
+from southbridge.commands import machine_opts, virtio_opts
 from southbridge.commands.common import Subparsers, check_timeout
 from southbridge.errors import UserError
 
@@ -82,6 +82,7 @@ def _add_machine_options(r: argparse.ArgumentParser) -> None:
         "--debugcon", metavar="SPEC", help="debug console on port 0x402: stdio or file:PATH"
     )
     r.add_argument("--smp", metavar="N", type=int, default=1, help="number of vCPUs")
+    machine_opts.add_options(r)
 
 
 def _add_run_options(r: argparse.ArgumentParser) -> None:
@@ -158,6 +159,7 @@ def run_machine(args: argparse.Namespace) -> int:
     check_timeout(args.timeout)
     if not 0 <= args.term_grace <= 3600:  # also refuses nan
         raise UserError(f"--term-grace {args.term_grace:g}: expected 0-3600 seconds")
+    args.switches = machine_opts.switches(args)
     args.virtio = virtio_opts.check(args)
     no_reboot = bool(args.no_reboot)
     kernel = _read_kernel(args)
@@ -262,7 +264,8 @@ def _run_once(
     from southbridge.machine.pam import PamShadow
     from southbridge.machine.pc import PcConfig, PcMachine
 
-    config = PcConfig(memory_mb=args.memory, smp=args.smp)
+    sw = args.switches
+    config = PcConfig(memory_mb=args.memory, smp=args.smp, acpi=sw["acpi"], hpet=sw["hpet"])
     try:
         serial, debugcon = open_backends([args.serial], args.debugcon)
     except (ValueError, OSError) as e:

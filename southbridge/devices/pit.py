@@ -486,6 +486,7 @@ class Pit(BusDevice):
         self._order = order
         self._order_token = -1 if order is None else order.join(self._retry)
         self._acks = self._acked_at = 0  # acknowledges since channel 0 was programmed, last
+        self.irq_enabled = True  # False while the HPET's legacy route owns IRQ0
         self._resync(now)
 
     def reset(self) -> None:
@@ -516,8 +517,24 @@ class Pit(BusDevice):
             line.set(level)
         self._arm(now)
 
+    def set_irq_enabled(self, enabled: bool) -> None:
+        """The HPET's legacy replacement route takes IRQ0 (QEMU's pit_irq_control, KVM's
+        KVM_PIT_FLAGS_HPET_LEGACY): channel 0 then arms no timer and owes no ticks, so none
+        pour in when IRQ0 comes back; from then on IRQ0 follows OUT0 again. Counting, OUT0
+        and port 0x61 are unaffected."""
+        enabled = bool(enabled)
+        if enabled == self.irq_enabled:
+            return
+        self.irq_enabled = enabled
+        now = self.clock.now()
+        self._owed = 0
+        self._awaiting_ack = False
+        self._tell_order(now)
+        self._resync(now)
+
     def _arm(self, now: int) -> None:
-        if self.out0 is None:
+        if self.out0 is None or not self.irq_enabled:
+            self._timer.cancel()
             return
         ch = self.channels[0]
         deadline = ch.next_edge_ns(now)
@@ -547,7 +564,7 @@ class Pit(BusDevice):
 
     def _on_timer(self) -> None:
         line = self.out0
-        if line is None:
+        if line is None or not self.irq_enabled:
             return
         now = self.clock.now()
         ch = self.channels[0]

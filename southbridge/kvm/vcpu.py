@@ -53,6 +53,7 @@ _IO_PORT_H = (_EXIT_OFF + 2) // 2
 _IO_COUNT_I = (_EXIT_OFF + 4) // 4
 _IO_DATA_OFFSET_Q = (_EXIT_OFF + 8) // 8
 _X86_EFLAGS_IF = 1 << 9
+_APIC_BASE_EN = 1 << 11  # IA32_APIC_BASE global enable
 KVM_EXIT_SET_TPR = 11  # linux/kvm.h; not in `abi` (only the APIC path needs it)
 
 # CPUID bits hidden from the guest (leaf, subleaf, register, mask): the local APIC and what
@@ -211,6 +212,7 @@ class Vcpu:
         self._setup_cpuid(kvm)
         self._reset_regs = self.get_regs()
         self._reset_sregs = self.get_sregs()
+        self._kvm_apic_en = bool(self._reset_sregs.apic_base & _APIC_BASE_EN)
         self._cond = threading.Condition(threading.Lock())
         self._thread_ident: int | None = None
         self.stop = threading.Event()
@@ -269,6 +271,28 @@ class Vcpu:
         """Back to the architectural reset state captured at creation (CS:IP F000:FFF0)."""
         self.set_regs(self._reset_regs)
         self.set_sregs(self._reset_sregs)
+        self._kvm_apic_en = bool(self._reset_sregs.apic_base & _APIC_BASE_EN)
+        self.sync_apic_enable()
+
+    def sync_apic_enable(self) -> None:
+        """CPUID.01H:EDX[9] reads IA32_APIC_BASE.EN (SDM vol. 3, 10.4.3). KVM computes that
+        bit from its own copy of the MSR (kvm_update_cpuid_runtime), which never sees the
+        guest's writes (the MSR filter sends them to our LAPIC model), so our LAPIC's EN is
+        copied into it through KVM_SET_SREGS whenever it changes (KVM_SET_CPUID2 may not
+        change CPUID once the vCPU has run). Call on the vCPU's own thread."""
+        if self.apic is None:
+            return
+        en = self.apic.lapic.hw_enabled
+        if en == self._kvm_apic_en:
+            return
+        sregs = self.get_sregs()
+        sregs.apic_base = (sregs.apic_base & ~_APIC_BASE_EN) | (_APIC_BASE_EN if en else 0)
+        try:
+            self.set_sregs(sregs)
+        except OSError as e:
+            logger.warning("vCPU %d: KVM refused APIC base %#x: %s", self.index, sregs.apic_base, e)
+            return
+        self._kvm_apic_en = en
 
     def dump_registers(self) -> str:
         """The registers in QEMU's `info registers` layout, for error reports."""
@@ -422,6 +446,8 @@ class Vcpu:
                     else:
                         with machine.lock:
                             self.apic.handle_msr(run, reason == abi.KVM_EXIT_X86_WRMSR)
+                        if reason == abi.KVM_EXIT_X86_WRMSR:
+                            self.sync_apic_enable()
                 elif reason == abi.KVM_EXIT_SHUTDOWN:
                     msg = f"vCPU {self.index}: triple fault (shutdown)\n{self.dump_registers()}"
                     self._end(RunEnd("triple-fault", 0, msg))

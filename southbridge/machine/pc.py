@@ -13,15 +13,18 @@ from functools import partial
 
 from southbridge.core.clock import Clock
 from southbridge.core.hostports import HostPortBackend
-from southbridge.core.irq import TickOrder
+from southbridge.core.irq import IrqLine, TickOrder
 from southbridge.core.permissions import PortPermissions
 from southbridge.core.state import StateError, Stateful
 from southbridge.devices import debugexit, fwcfg, i8042, postcode, reset, testdev
+from southbridge.devices import hpet as hpet_mod
 from southbridge.devices import ioapic as ioapic_mod
 from southbridge.devices import lapic as lapic_mod
 from southbridge.devices.apicbus import ApicBus
 from southbridge.devices.chardev import CharBackend, NullBackend
 from southbridge.devices.debugport import ByteSink, DebugCon
+from southbridge.devices.hpet import PC_INTCAP, Hpet
+from southbridge.devices.irqgate import IrqGate
 from southbridge.devices.msi import MsiRouter
 from southbridge.devices.pic import PicPair
 from southbridge.devices.pit import Pit
@@ -75,8 +78,10 @@ class PcMachine(Machine):
         if with_ram:
             self._add_ram()
         self._add_pic()
+        self._legacy_gates: dict[int, IrqGate] = {}
         self._add_pit()
         self._add_rtc()
+        self._add_hpet()
         self._add_serial()
         self._add_misc()
         self._add_pci()
@@ -109,7 +114,7 @@ class PcMachine(Machine):
         2 gate, speaker data, refresh toggle, OUT2)."""
         # The PIT and the RTC deliver owed ticks in due order (core/irq.py TickOrder).
         self.tick_order = TickOrder()
-        self.pit = Pit(self.clock, self.gsi.input(0, "pit"), order=self.tick_order)
+        self.pit = Pit(self.clock, self._legacy_line(0, "pit"), order=self.tick_order)
         self.ports.register(0x40, 4, self.pit, "pit")
         self.ports.register(0x61, 1, self.pit.port61, "port61")
 
@@ -123,7 +128,7 @@ class PcMachine(Machine):
         policy = self.config.extra.get("rtc_lost_tick_policy", "slew")
         self.rtc = Rtc(
             self.clock,
-            self.gsi.input(8, "rtc"),
+            self._legacy_line(8, "rtc"),
             base=self.config.rtc_base,
             lost_tick_policy=str(policy),
             order=self.tick_order,
@@ -132,6 +137,33 @@ class PcMachine(Machine):
         # The BIOS's view of the machine in NVRAM, as QEMU's pc_cmos_init writes it. RAM is
         # mapped contiguously below 4 GiB (`_add_ram`), so none is reported above 4 GiB.
         fill_cmos(self.rtc, self.config.memory_mb * MiB, cpus=self.config.smp)
+
+    def _legacy_line(self, gsi: int, name: str) -> IrqLine:
+        """The PIT's or the RTC's line into `gsi`; with an HPET it passes a gate that the
+        HPET's legacy replacement route closes (the chipset disconnects those outputs)."""
+        if not self.config.hpet:
+            return self.gsi.input(gsi, name)
+        gate = IrqGate(self.gsi.input(gsi, name), name)
+        self._legacy_gates[gsi] = gate
+        return gate.input
+
+    def _add_hpet(self) -> None:
+        """The HPET at 0xFED00000 (QEMU's pc unless hpet=off): its routing capability is QEMU's
+        pc mask, I/O APIC input 2 only, and input 2 is GSI 0 here (the IRQ0 -> pin 2
+        override), so timer 0's legacy route and route 2 both drive GSI 0 (8259 IRQ0 and
+        I/O APIC pin 2, as the HPET spec's legacy route asks); input 8 is GSI 8. In legacy
+        replacement mode the PIT's and the RTC's gates close, as QEMU's pc gates them."""
+        self.hpet: Hpet | None = None
+        if not self.config.hpet:
+            return
+        pins = {p for p in range(1, ioapic_mod.PINS) if PC_INTCAP >> p & 1} | {2, 8}
+        lines = {p: self.gsi.input(0 if p == 2 else p, f"hpet-{p}") for p in sorted(pins)}
+        self.hpet = Hpet(self.clock, lines, PC_INTCAP)
+        for gate in self._legacy_gates.values():
+            self.hpet.legacy_listeners.append(gate.set_closed)
+        # And the PIT stops timing IRQ0 (no owed ticks pile up behind the closed gate).
+        self.hpet.legacy_listeners.append(lambda on: self.pit.set_irq_enabled(not on))
+        self.mmio.register(hpet_mod.BASE, hpet_mod.WINDOW_SIZE, self.hpet, "hpet")
 
     def _add_serial(self) -> None:
         """16550A UARTs: COM1 at 0x3F8/IRQ4 always (a null backend discards its output) and
@@ -312,6 +344,8 @@ class PcMachine(Machine):
         controllers come last: saving a timer brings it up to date, which may move the
         wires they latch."""
         parts: dict[str, Stateful] = {"pit": self.pit, "rtc": self.rtc}
+        if self.hpet is not None:
+            parts["hpet"] = self.hpet
         parts.update((uart.name, uart) for uart in self.serial)
         if self.debugcon is not None:
             parts["debugcon"] = self.debugcon
