@@ -11,7 +11,6 @@ import threading
 
 from southbridge.qmp.protocol import Controller, QmpSession, event
 
-
 CLOSE_WAIT_S = 5.0
 
 
