@@ -11,6 +11,8 @@ import threading
 
 from southbridge.qmp.protocol import Controller, QmpSession, event
 
+CLOSE_WAIT_S = 5.0
+
 
 class QmpOptionError(ValueError):
     """A `--qmp` value southbridge cannot serve."""
@@ -53,6 +55,7 @@ class QmpServer:
             self._sock.close()
             raise QmpOptionError(f"--qmp {path}: {e.strerror or e}") from None
         self._closed = False
+        self._inflight = threading.Lock()
         self._thread = threading.Thread(target=self._accept, name="qmp", daemon=True)
         self._thread.start()
 
@@ -76,9 +79,12 @@ class QmpServer:
                 data = conn.recv(65536)
                 if not data:
                     break
-                reply = session.feed(data)
-                if reply:
-                    self._send(conn, reply)
+                # A command and its reply as one step, so that `close` (after `quit`,
+                # say) waits for the reply to go out before it shuts the sockets.
+                with self._inflight:
+                    reply = session.feed(data)
+                    if reply:
+                        self._send(conn, reply)
         except OSError:
             pass
         finally:
@@ -99,6 +105,15 @@ class QmpServer:
                 self._send(conn, line)
 
     def close(self) -> None:
+        # Bounded: a command stuck in the controller must not hold the run's exit.
+        took = self._inflight.acquire(timeout=CLOSE_WAIT_S)
+        try:
+            self._close()
+        finally:
+            if took:
+                self._inflight.release()
+
+    def _close(self) -> None:
         self._closed = True
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
