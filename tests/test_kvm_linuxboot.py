@@ -26,7 +26,8 @@ pytestmark = [pytest.mark.kvm, pytest.mark.skipif(_reason is not None, reason=_r
 
 MiB = 1 << 20
 INITRD = b"southbridge initrd\n"
-OK = ((0x20 << 1) | 1) & 0xFF
+OK = ((0x20 << 1) | 1) & 0xFF  # every check passed, no ACPI to power off with
+POWERED_OFF = 0  # every check passed, then _S5 through PM1a_CNT
 
 
 def status(value: int) -> int:
@@ -85,7 +86,7 @@ def test_64bit_entry_sees_the_zero_page(tmp_path: Path, memory_mb: int) -> None:
     """XLF_KERNEL_64: entered at startup_64 in long mode with RSI = the zero page; the e820
     map is the machine's layout, the command line is --append, the initrd --initrd."""
     rc, out = boot(tmp_path, kernel_image(tmp_path), "-m", str(memory_mb), "--append", "lx-test 42")
-    assert rc == OK, out
+    assert rc == POWERED_OFF, out
     assert "lx: entry 2\n" in out and "lx: type_of_loader 00000000000000ff" in out
     ram = [(0, 640 * 1024), (MiB, (memory_mb - 1) * MiB)]
     assert e820(out) == memory_map(ram)
@@ -99,8 +100,47 @@ def test_32bit_entry_without_xloadflags(tmp_path: Path) -> None:
     """No XLF_KERNEL_64: the 32-bit protocol (flat CS 0x10 / DS 0x18, EBP = EDI = EBX = 0,
     ESI = the zero page); the kernel switches to long mode itself."""
     rc, out = boot(tmp_path, kernel_image(tmp_path, xloadflags=0), "--append", "lx-test 42")
-    assert rc == OK, out
+    assert rc == POWERED_OFF, out
     assert "lx: entry 1\n" in out
+
+
+def timer_rates(out: str) -> list[tuple[float, float]]:
+    """Per trial: the PM timer's and the HPET's elapsed time over the PIT's."""
+    rates = []
+    for line in re.findall(r"^lx: timers (.*)$", out, re.M):
+        c0, c1, p0, p1, h0, h1 = (int(x, 16) for x in line.split())
+        pit = (c0 - c1) / 1_193_182
+        pm = ((p1 - p0) & 0xFFFFFF) / 3_579_545
+        hpet = (h1 - h0) / 100_000_000
+        rates.append((pm / pit, hpet / pit))
+    return rates
+
+
+@pytest.mark.parametrize("smp", [1, 2])
+def test_acpi_tables_timers_and_s5_from_inside(tmp_path: Path, smp: int) -> None:
+    """Without firmware the kernel finds our RSDP through acpi_rsdp_addr, walks the XSDT:
+    the MADT lists `smp` enabled CPUs (checked against fw_cfg inside), the FADT gives the
+    PM timer at PMBA+8 and PM1a_CNT at PMBA+4 (PMBA 0x600, as SeaBIOS sets it), the HPET
+    table its base; the PM timer (3.579545 MHz) and the HPET (100 MHz) keep the PIT's
+    rate (1.193182 MHz) within 1% over 40 ms; _S5's SLP_TYP with SLP_EN powers off."""
+    rc, out = boot(tmp_path, kernel_image(tmp_path), "--smp", str(smp), "--append", "lx-test 42")
+    assert rc == POWERED_OFF, out
+    assert re.search(r"^lx: rsdp 00000000000e[0-9a-f]{4}$", out, re.M), out
+    assert f"lx: madt cpus {smp:016x}\n" in out
+    assert "lx: fadt pm_tmr,pm1a_cnt 0000000000000608 0000000000000604\n" in out
+    assert "lx: hpet 00000000fed00000\n" in out
+    rates = timer_rates(out)
+    assert len(rates) == 3
+    # Best of three trials: a host preemption between two reads of one sample skews one.
+    assert min(abs(pm - 1) for pm, _ in rates) < 0.01, rates
+    assert min(abs(hpet - 1) for _, hpet in rates) < 0.01, rates
+    assert out.endswith("lx: ok\nlx: s5\n")
+
+
+def test_no_acpi_means_no_tables(tmp_path: Path) -> None:
+    rc, out = boot(tmp_path, kernel_image(tmp_path), "--no-acpi", "--append", "lx-test 42")
+    assert rc == OK, out
+    assert "lx: no acpi\n" in out and "lx: rsdp" not in out
 
 
 def test_command_line_reaches_the_kernel(tmp_path: Path) -> None:
@@ -132,7 +172,7 @@ def test_seabios_loads_the_kernel_through_fw_cfg(tmp_path: Path) -> None:
         "--serial",
         f"file:{com1}",
     )
-    assert rc == OK, out
+    assert rc == POWERED_OFF, out
     assert "lx: entry 3\n" in out and "lx: type_of_loader 00000000000000b0" in out
     assert "Searching bootorder for: /rom@genroms/linuxboot_dma.bin" in out
     ram_at_1m = [e for e in e820(out) if e[0] == MiB and e[2] == 1]

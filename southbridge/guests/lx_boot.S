@@ -13,8 +13,12 @@
  *   4 no e820 RAM entry at 1 MiB ending within 1 MiB below the fw_cfg RAM size
  *   5 initrd bytes differ from "southbridge initrd\n"   6 type_of_loader is 0
  *   7 EBP/EDI/EBX not 0 at the 32-bit entry   8 CS != 0x10 or DS != 0x18 at a 32-bit entry
- * It prints the zero page's e820 map for the test to compare with the machine's, and
- * exits with 0x20 (status 0x41). Output goes to the debug console (0x402). */
+ *   9 the MADT's enabled CPUs differ from fw_cfg's count
+ * It prints the zero page's e820 map for the test to compare with the machine's, walks the
+ * ACPI tables (RSDP -> XSDT -> MADT, FADT, HPET), prints PIT/PM timer/HPET samples 40 ms
+ * apart for the test to compute their rates, and powers off through \_S5 (PM1a_CNT:
+ * SLP_TYP | SLP_EN, the run ends with status 0); without ACPI it exits with 0x20 (status
+ * 0x41). Output goes to the debug console (0x402). */
         .equ    DEBUG_EXIT, 0xf4
         .equ    DEBUGCON, 0x402
         .equ    FW_CFG_SEL, 0x510
@@ -325,13 +329,236 @@ common:
 5:      mov     $5, %eax
         jmp     exit
 
-1:      lea     s_ok(%rip), %rsi
+1:      call    acpi_walk               /* platform tables, timer rates, S5 */
+        lea     s_ok(%rip), %rsi
         call    puts
-        mov     $0x20, %eax
+        test    %r15, %r15              /* found a PM1a control block: power off */
+        jz      1f
+        lea     s_s5(%rip), %rsi
+        call    puts
+        mov     s5_typ(%rip), %eax
+        shl     $10, %eax               /* SLP_TYPx, bits 10-12 */
+        or      $0x2000, %eax           /* SLP_EN */
+        mov     %r15d, %edx
+        outw    %ax, %dx
+1:      mov     $0x20, %eax             /* no ACPI (or S5 did not take): exit */
 exit:   outl    %eax, $DEBUG_EXIT
         cli
 9:      hlt
         jmp     9b
+
+/* acpi_walk: find the RSDP (the zero page's acpi_rsdp_addr, else a scan of 0xE0000-0xFFFFF
+ * on 16-byte boundaries, ACPI 5.2.5.1), walk the XSDT and print what the tables say: the
+ * enabled local APICs in the MADT (exit 9 if not the fw_cfg CPU count), the FADT's PM timer
+ * and PM1a control ports, the HPET's base; then time the PM timer and the HPET against PIT
+ * channel 2 (three trials, printed for the test to compute the rates), and take \_S5's
+ * SLP_TYPa from the DSDT. Leaves R15 = the PM1a control port (0: none, no ACPI). */
+acpi_walk:
+        xor     %r15, %r15
+        mov     0x70(%rbx), %rsi                /* boot_params.acpi_rsdp_addr */
+        test    %rsi, %rsi
+        jnz     2f
+        mov     $0xe0000, %esi
+1:      mov     $0x2052545020445352, %rax       /* "RSD PTR " */
+        cmp     %rax, (%rsi)
+        je      2f
+        add     $16, %esi
+        cmp     $0x100000, %esi
+        jb      1b
+        lea     s_noacpi(%rip), %rsi
+        jmp     puts
+2:      mov     %rsi, %r12
+        lea     s_rsdp(%rip), %rsi
+        call    puts
+        mov     %r12, %rax
+        call    puthex
+        mov     $'\n', %al
+        call    putc
+        mov     24(%r12), %r12                  /* XsdtAddress */
+        mov     4(%r12), %r13d                  /* its length */
+        add     %r12, %r13
+        lea     36(%r12), %r14                  /* the entries */
+3:      cmp     %r13, %r14
+        jae     acpi_timers
+        mov     (%r14), %rdi
+        add     $8, %r14
+        mov     (%rdi), %eax
+        cmp     $0x43495041, %eax               /* "APIC" */
+        je      madt
+        cmp     $0x50434146, %eax               /* "FACP" */
+        je      fadt
+        cmp     $0x54455048, %eax               /* "HPET" */
+        je      hpet_table
+        jmp     3b
+madt:   mov     4(%rdi), %ecx                   /* count enabled processor local APICs */
+        lea     (%rdi, %rcx), %rdx
+        lea     44(%rdi), %rsi
+        xor     %ecx, %ecx
+4:      cmp     %rdx, %rsi
+        jae     5f
+        cmpb    $0, (%rsi)                      /* type 0: processor local APIC */
+        jne     6f
+        testb   $1, 4(%rsi)                     /* flags: enabled */
+        jz      6f
+        inc     %ecx
+6:      movzbl  1(%rsi), %eax
+        test    %eax, %eax
+        jz      5f                              /* a zero-length entry ends the walk */
+        add     %rax, %rsi
+        jmp     4b
+5:      lea     s_madt(%rip), %rsi
+        call    puts
+        mov     %ecx, %eax
+        call    puthex
+        mov     $'\n', %al
+        call    putc
+        push    %rcx
+        mov     $5, %ax                         /* fw_cfg NB_CPUS */
+        mov     $FW_CFG_SEL, %dx
+        outw    %ax, %dx
+        mov     $FW_CFG_DATA, %dx
+        xor     %eax, %eax
+        inb     %dx, %al
+        pop     %rcx
+        cmp     %eax, %ecx
+        je      3b
+        mov     $9, %eax
+        jmp     exit
+fadt:   mov     76(%rdi), %eax                  /* PM_TMR_BLK */
+        mov     %eax, pm_tmr(%rip)
+        mov     64(%rdi), %eax                  /* PM1a_CNT_BLK */
+        mov     %eax, pm1a_cnt(%rip)
+        mov     40(%rdi), %eax                  /* DSDT */
+        mov     %rax, dsdt(%rip)
+        lea     s_fadt(%rip), %rsi
+        call    puts
+        mov     pm_tmr(%rip), %eax
+        call    puthex
+        mov     $' ', %al
+        call    putc
+        mov     pm1a_cnt(%rip), %eax
+        call    puthex
+        mov     $'\n', %al
+        call    putc
+        jmp     3b
+hpet_table:
+        mov     44(%rdi), %rax                  /* the base address's GAS address */
+        mov     %rax, hpet_base(%rip)
+        lea     s_hpet(%rip), %rsi
+        call    puts
+        mov     hpet_base(%rip), %rax
+        call    puthex
+        mov     $'\n', %al
+        call    putc
+        jmp     3b
+
+acpi_timers:
+        mov     hpet_base(%rip), %rdi           /* HPET: ENABLE_CNF */
+        test    %rdi, %rdi
+        jz      1f
+        movq    $1, 0x10(%rdi)
+1:      mov     $3, %r13d                       /* three trials */
+2:      mov     $0xb0, %al                      /* PIT ch2: lobyte/hibyte, mode 0 */
+        outb    %al, $0x43
+        mov     $0xff, %al
+        outb    %al, $0x42
+        outb    %al, $0x42
+        inb     $0x61, %al                      /* gate 2 on (a rising gate loads it) */
+        and     $0xfc, %al
+        outb    %al, $0x61
+        or      $1, %al
+        outb    %al, $0x61
+        call    sample
+        mov     %eax, t0_pit(%rip)
+        mov     %edx, t0_pm(%rip)
+        mov     %rcx, t0_hpet(%rip)
+3:      mov     pm_tmr(%rip), %edx              /* spin 40 ms by the PM timer */
+        in      %dx, %eax
+        sub     t0_pm(%rip), %eax
+        and     $0xffffff, %eax
+        cmp     $143182, %eax
+        jb      3b
+        call    sample
+        lea     s_timer(%rip), %rsi
+        push    %rcx
+        push    %rdx
+        push    %rax
+        call    puts
+        mov     t0_pit(%rip), %eax
+        call    puthex
+        mov     $' ', %al
+        call    putc
+        pop     %rax
+        call    puthex
+        mov     $' ', %al
+        call    putc
+        mov     t0_pm(%rip), %eax
+        call    puthex
+        mov     $' ', %al
+        call    putc
+        pop     %rax
+        call    puthex
+        mov     $' ', %al
+        call    putc
+        mov     t0_hpet(%rip), %rax
+        call    puthex
+        mov     $' ', %al
+        call    putc
+        pop     %rax
+        call    puthex
+        mov     $'\n', %al
+        call    putc
+        dec     %r13d
+        jnz     2b
+
+        mov     dsdt(%rip), %rsi                /* \_S5: Name(_S5_, Package(){typ, ...}) */
+        test    %rsi, %rsi
+        jz      9f
+        mov     4(%rsi), %ecx
+        lea     -8(%rsi, %rcx), %rdx
+4:      cmp     %rdx, %rsi
+        jae     9f
+        cmpl    $0x5f35535f, (%rsi)             /* "_S5_" */
+        je      5f
+        inc     %rsi
+        jmp     4b
+5:      cmpb    $0x12, 4(%rsi)                  /* PackageOp */
+        jne     9f
+        lea     5(%rsi), %rdi                   /* PkgLength: 1 + (lead >> 6) bytes */
+        movzbl  (%rdi), %eax
+        shr     $6, %eax
+        lea     2(%rdi, %rax), %rdi             /* past PkgLength and NumElements */
+        movzbl  (%rdi), %eax
+        cmp     $0x0a, %al                      /* BytePrefix */
+        jne     6f
+        movzbl  1(%rdi), %eax
+        jmp     7f
+6:      cmp     $1, %al                         /* ZeroOp 0 or OneOp 1 */
+        ja      9f
+7:      mov     %eax, s5_typ(%rip)
+        mov     pm1a_cnt(%rip), %r15d
+9:      ret
+
+/* sample: EAX = PIT channel 2's count (latched), EDX = the PM timer, RCX = the HPET main
+ * counter (0 without one), read back to back. */
+sample: mov     $0x80, %al                      /* latch channel 2 */
+        outb    %al, $0x43
+        inb     $0x42, %al
+        mov     %al, %cl
+        inb     $0x42, %al
+        mov     %al, %ch
+        movzwl  %cx, %r8d
+        mov     pm_tmr(%rip), %edx
+        in      %dx, %eax
+        mov     %eax, %r9d
+        xor     %ecx, %ecx
+        mov     hpet_base(%rip), %rdi
+        test    %rdi, %rdi
+        jz      1f
+        mov     0xf0(%rdi), %rcx
+1:      mov     %r8d, %eax
+        mov     %r9d, %edx
+        ret
 
 /* puts: RSI = NUL-terminated string. Clobbers RAX, RDX, RSI. */
 puts:   mov     $DEBUGCON, %dx
@@ -385,6 +612,14 @@ gdt64_ptr:
         .word   31
         .quad   gdt64
 zero_page:      .quad 0
+dsdt:           .quad 0
+hpet_base:      .quad 0
+t0_hpet:        .quad 0
+pm_tmr:         .long 0
+pm1a_cnt:       .long 0
+s5_typ:         .long 0
+t0_pit:         .long 0
+t0_pm:          .long 0
 ram_size:       .quad 0
 boot_path:      .long 0
 s_entry:        .asciz "lx: entry "
@@ -393,6 +628,13 @@ s_cmdline:      .asciz "lx: cmdline "
 s_e820:         .asciz "lx: e820 "
 s_initrd:       .asciz "lx: initrd "
 s_ok:           .asciz "lx: ok\n"
+s_noacpi:       .asciz "lx: no acpi\n"
+s_rsdp:         .asciz "lx: rsdp "
+s_madt:         .asciz "lx: madt cpus "
+s_fadt:         .asciz "lx: fadt pm_tmr,pm1a_cnt "
+s_hpet:         .asciz "lx: hpet "
+s_timer:        .asciz "lx: timers "
+s_s5:           .asciz "lx: s5\n"
 want_cmdline:   .asciz "lx-test 42"
 want_initrd:    .ascii "southbridge initrd\n"
 want_initrd_end:
