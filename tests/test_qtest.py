@@ -46,7 +46,7 @@ def test_memory_commands() -> None:
     assert ask(s, out, "readl 0x3000") == "OK 0x000000005a5a5a5a\n"
     assert ask(s, out, "b64write 0x4000 3 AQID") == "OK\n"
     assert ask(s, out, "b64read 0x4000 3") == "OK AQID\n"
-    assert ask(s, out, "readl 0xfed00000") == "OK 0x00000000ffffffff\n"
+    assert ask(s, out, "readl 0xfeb00000") == "OK 0x00000000ffffffff\n"  # unassigned
     assert ask(s, out, "write 0x2000 3 0") == "ERR invalid argument size\n"
 
 

@@ -179,6 +179,9 @@ class Vcpu:
 
     _ring: CoalescedRing | None = None  # coalesced write ring, when zones are registered
 
+    # Pausing (QMP stop): the loop parks before its next entry while this is set.
+    paused = False
+
     def __init__(
         self,
         kvm: Kvm,
@@ -216,9 +219,7 @@ class Vcpu:
         self._cond = threading.Condition(threading.Lock())
         self._thread_ident: int | None = None
         self.stop = threading.Event()
-        # Pausing (QMP stop): the loop parks before its next entry while `paused` is set;
         # `parked` says it is not in guest mode (parked, or an AP waiting for its SIPI).
-        self.paused = False
         self.parked = threading.Event()
         self.exits = 0
         self.injected = 0
