@@ -1,6 +1,6 @@
-"""The control plane of `southbridge run`: the QMP socket (`--qmp unix:PATH,server`) and
-SIGTERM, both outliving the guest's reboots (each boot builds a new machine and session;
-`attach` points them at the current ones).
+"""The control plane of `southbridge run`: the QMP socket (`--qmp unix:PATH,server`),
+SIGTERM, and SIGUSR1 saving `--snapshot FILE`, all outliving the guest's reboots (each boot
+builds a new machine and session; `attach` points them at the current ones).
 
 SIGTERM presses the ACPI power button like QEMU's system_powerdown (an ACPI guest shuts
 down cleanly, the run ending with status 0); a guest that ignores it, or a machine without
@@ -27,7 +27,10 @@ GRACE_S = 10.0
 
 
 class RunControl:
-    def __init__(self, qmp: str | None, grace_s: float = GRACE_S) -> None:
+    def __init__(
+        self, qmp: str | None, grace_s: float = GRACE_S, snapshot: str | None = None
+    ) -> None:
+        self.snapshot_path = snapshot
         self._qmp_path: str | None = None
         if qmp is not None:
             from southbridge.qmp.server import QmpOptionError, parse_qmp_option
@@ -45,11 +48,37 @@ class RunControl:
         self._grace: threading.Timer | None = None
         self.terminated = False
         self._old_handler: object = None
+        self._old_usr1: object = None
 
     def start(self) -> None:
-        """Install the SIGTERM handler (main thread only)."""
+        """Install the SIGTERM handler, and SIGUSR1's with --snapshot (main thread only)."""
         if threading.current_thread() is threading.main_thread():
             self._old_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+            if self.snapshot_path is not None:
+                self._old_usr1 = signal.signal(signal.SIGUSR1, self._on_sigusr1)
+
+    def _on_sigusr1(self, signum: int, frame: FrameType | None) -> None:
+        # Off the signal handler: saving pauses the vCPUs and writes the whole of RAM.
+        threading.Thread(target=self.save_snapshot, name="snapshot", daemon=True).start()
+
+    def save_snapshot(self) -> None:
+        """Write --snapshot FILE from the running session; one line either way."""
+        import sys
+
+        from southbridge.kvm.snapshotfile import SnapshotError, machine_config
+
+        with self._lock:
+            machine, session = self._machine, self._session
+        path = self.snapshot_path
+        if machine is None or session is None or path is None:
+            return
+        c = machine.config
+        try:
+            size = session.save_snapshot(path, machine_config(c.memory_mb, c.smp, c.debugcon_port))
+        except SnapshotError as e:
+            print(f"southbridge: snapshot: {e}", file=sys.stderr)
+            return
+        print(f"southbridge: snapshot saved to {path} ({size} bytes)", file=sys.stderr)
 
     def attach(self, machine: PcMachine) -> None:
         """A new boot's machine: open the QMP socket on the first, retarget it after."""
@@ -124,3 +153,6 @@ class RunControl:
         if self._old_handler is not None:
             signal.signal(signal.SIGTERM, self._old_handler)  # type: ignore[arg-type]
             self._old_handler = None
+        if self._old_usr1 is not None:
+            signal.signal(signal.SIGUSR1, self._old_usr1)  # type: ignore[arg-type]
+            self._old_usr1 = None

@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # the KVM modules load only when a run starts
     from southbridge.commands.control import RunControl
     from southbridge.kvm.kernel import BootKernel, FirmwareKernel
     from southbridge.kvm.runend import RunEnd
+    from southbridge.kvm.session import KvmSession
+    from southbridge.machine.pc import PcMachine
 
 KVM_DEVICE_ENV = "SOUTHBRIDGE_KVM_DEVICE"
 MIN_MEMORY_MB = 2
@@ -104,6 +106,16 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
         "--qmp",
         metavar="unix:PATH,server",
         help="serve QEMU's QMP on a unix socket (QEMU's spelling; ,wait=off is implied)",
+    )
+    r.add_argument(
+        "--snapshot",
+        metavar="FILE",
+        help="on SIGUSR1 (or QMP x-southbridge-snapshot-save) save the whole VM to FILE",
+    )
+    r.add_argument(
+        "--restore",
+        metavar="FILE",
+        help="resume the VM saved in FILE (same memory, vCPUs and firmware or kernel)",
     )
     r.add_argument(
         "--term-grace",
@@ -192,7 +204,7 @@ def run_machine(args: argparse.Namespace) -> int:
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     reboots = 0
     try:
-        control = RunControl(args.qmp, args.term_grace)
+        control = RunControl(args.qmp, args.term_grace, args.snapshot)
     except UserError:
         if trace_file is not None:
             trace_file.close()
@@ -223,6 +235,16 @@ def run_machine(args: argparse.Namespace) -> int:
     if result.reason in ("error", "timeout", "triple-fault", "stopped"):
         print(f"southbridge: {result.message}", file=sys.stderr)
     return result.status & 0xFF
+
+
+def _restore(session: KvmSession, machine: PcMachine, path: str) -> None:
+    from southbridge.kvm.snapshotfile import SnapshotError, machine_config
+
+    c = machine.config
+    try:
+        session.load_snapshot(path, machine_config(c.memory_mb, c.smp, c.debugcon_port))
+    except SnapshotError as e:
+        raise UserError(f"--restore: {e}") from None
 
 
 def _read_kernel(args: argparse.Namespace) -> BootKernel | FirmwareKernel | None:
@@ -309,6 +331,11 @@ def _run_once(
             control.attach(machine)
             control.attach_session(session)
         with session:
+            restore = getattr(args, "restore", None)
+            if restore is not None and not getattr(args, "restored", False):
+                args.restored = True  # the first boot resumes; a reboot starts afresh
+                _restore(session, machine, restore)
+                entry = None  # the saved vCPUs' registers, not the kernel's entry
             if entry is not None:
                 entry(session.vcpus[0])
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -167,6 +167,24 @@ def msrs_type(n: int) -> type[ctypes.Structure]:
     return _Msrs
 
 
+# vCPU state saved opaquely in snapshots (kvm_fpu, kvm_xsave, kvm_xcrs, kvm_vcpu_events):
+# KVM fills and reads them whole, so fixed-size byte blocks of linux/kvm.h's sizes do.
+class kvm_fpu(ctypes.Structure):
+    _fields_ = [("raw", c_u8 * 416)]
+
+
+class kvm_xsave(ctypes.Structure):
+    _fields_ = [("raw", c_u8 * 4096)]
+
+
+class kvm_xcrs(ctypes.Structure):
+    _fields_ = [("raw", c_u8 * 392)]
+
+
+class kvm_vcpu_events(ctypes.Structure):
+    _fields_ = [("raw", c_u8 * 64)]
+
+
 class kvm_enable_cap(ctypes.Structure):
     _fields_ = [("cap", c_u32), ("flags", c_u32), ("args", c_u64 * 4), ("pad", c_u8 * 64)]
 
@@ -307,6 +325,14 @@ KVM_GET_MSRS = _iowr(0x88, kvm_msrs)
 KVM_SET_MSRS = _iow(0x89, kvm_msrs)
 KVM_SET_CPUID2 = _iow(0x90, kvm_cpuid2)
 KVM_NMI = _io(0x9A)
+KVM_GET_FPU = _ior(0x8C, kvm_fpu)
+KVM_SET_FPU = _iow(0x8D, kvm_fpu)
+KVM_GET_VCPU_EVENTS = _ior(0x9F, kvm_vcpu_events)
+KVM_SET_VCPU_EVENTS = _iow(0xA0, kvm_vcpu_events)
+KVM_GET_XSAVE = _ior(0xA4, kvm_xsave)
+KVM_SET_XSAVE = _iow(0xA5, kvm_xsave)
+KVM_GET_XCRS = _ior(0xA6, kvm_xcrs)
+KVM_SET_XCRS = _iow(0xA7, kvm_xcrs)
 
 # -- constants ----------------------------------------------------------------------------
 KVM_CAP_USER_MEMORY = 3

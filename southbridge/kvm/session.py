@@ -3,13 +3,18 @@ the decision of when and why the run ends."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from southbridge.core.clock import HostClock
 from southbridge.core.device import BusDevice
+from southbridge.core.state import StateError
 from southbridge.devices.lapic import DEFAULT_BASE as DEFAULT_APIC_BASE
+from southbridge.kvm import snapshotfile, vcpustate
 from southbridge.kvm.apic import VcpuApic, enable_apic_msr_exits, sync_tsc
 from southbridge.kvm.runend import RunEnd
 from southbridge.kvm.system import DEFAULT_DEVICE, Kvm
@@ -171,6 +176,50 @@ class KvmSession:
     @property
     def paused(self) -> bool:
         return any(v.paused for v in self.vcpus)
+
+    def save_snapshot(self, path: str, config: dict[str, Any]) -> int:
+        """Write the whole VM to `path` (kvm/snapshotfile.py): devices, every vCPU's state,
+        RAM; the guest is paused meanwhile (and left as it was). Returns the file's size."""
+        with self._paused_for("snapshot"), self.machine.lock:
+            snap = snapshotfile.Snapshot(
+                config,
+                self.machine.save(),
+                [vcpustate.save(v) for v in self.vcpus],
+                self.machine.clock.now(),
+            )
+            return snapshotfile.write(path, snap, self.machine.memory)
+
+    def load_snapshot(self, path: str, config: dict[str, Any]) -> None:
+        """Resume the VM saved in `path`, taken on the same configuration: every check runs
+        before anything changes, then devices, RAM and vCPUs are loaded."""
+        meta = snapshotfile.read_meta(path)
+        snapshotfile.check_config(meta.config, config, path)
+        if len(meta.vcpus) != len(self.vcpus):
+            raise snapshotfile.SnapshotError(
+                f"{path}: the snapshot has {len(meta.vcpus)} vCPUs, this run {len(self.vcpus)}"
+            )
+        with self._paused_for("restore"), self.machine.lock:
+            try:
+                self.machine.restore(meta.machine)
+            except StateError as e:
+                raise snapshotfile.SnapshotError(f"{path}: {e}") from None
+            snapshotfile.read(path, self.machine.memory)
+            for v, state in zip(self.vcpus, meta.vcpus, strict=True):
+                vcpustate.restore(v, state)
+                if v.apic is not None:
+                    sync_tsc(v.apic.lapic, v.fd)  # the restored TSC: deadlines follow
+
+    @contextlib.contextmanager
+    def _paused_for(self, what: str) -> Iterator[None]:
+        was_paused = self.paused
+        if not was_paused and not self.pause():
+            self.resume()
+            raise snapshotfile.SnapshotError(f"{what}: the vCPUs did not stop in time")
+        try:
+            yield
+        finally:
+            if not was_paused:
+                self.resume()
 
     def close(self) -> None:
         if self._apic_window is not None:

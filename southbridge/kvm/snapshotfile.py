@@ -307,3 +307,8 @@ def check_config(saved: dict[str, Any], current: dict[str, Any], name: str) -> N
             for k in keys[:4]
         )
         raise SnapshotError(f"{name}: taken on a different configuration: {shown}")
+
+
+def machine_config(memory_mb: int, smp: int, debugcon_port: int) -> dict[str, Any]:
+    """The configuration fingerprint a snapshot is taken on and resumes on only."""
+    return {"memory_mb": memory_mb, "smp": smp, "debugcon_port": debugcon_port}

@@ -2,7 +2,8 @@
 
 The loop turns exits into bus accesses under `machine.lock` and injects the interrupt
 controller's INTR with KVM_INTERRUPT (userspace irqchip: the in-kernel one is never created).
-Waking a vCPU (`kick`) sets `immediate_exit` and sends SIGUSR1 to its thread: the signal
+Waking a vCPU (`kick`) sets `immediate_exit` and sends a real-time signal (KICK_SIGNAL,
+as QEMU sends its SIG_IPI; SIGUSR1 is the user's, for snapshots) to its thread: the signal
 ends a KVM_RUN in progress with EINTR and `immediate_exit` makes one about to start return
 at once, so a kick between "checked for work" and "entered the guest" is never lost.
 """
@@ -31,7 +32,7 @@ from southbridge.machine.base import Machine
 
 logger = logging.getLogger("southbridge.kvm")
 
-KICK_SIGNAL = signal.SIGUSR1
+KICK_SIGNAL: int = signal.SIGRTMIN + 2  # a real-time signal of ours (glibc keeps some)
 
 _EXIT_OFF = abi.kvm_run.exit.offset
 _IO = struct.Struct("<BBHIQ")  # direction, size, port, count, data_offset
@@ -164,7 +165,7 @@ def dispatch_mmio(machine: Machine, buf: Buffer, apic: VcpuApic | None = None) -
 
 
 def ensure_kick_signal() -> None:
-    """Install a no-op SIGUSR1 handler (main thread only) so kicks interrupt KVM_RUN
+    """Install a no-op KICK_SIGNAL handler (main thread only) so kicks interrupt KVM_RUN
     instead of killing the process."""
     current = signal.getsignal(KICK_SIGNAL)
     if current in (signal.SIG_DFL, None):

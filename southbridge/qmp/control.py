@@ -23,6 +23,10 @@ class Runner(Protocol):
 
     def resume(self) -> None: ...
 
+    def save_snapshot(self, path: str, config: dict[str, Any]) -> int: ...
+
+    def load_snapshot(self, path: str, config: dict[str, Any]) -> None: ...
+
 
 class MachineController:
     """A `Controller` over a pc machine; `emit` receives the events (the server's). With a
@@ -115,9 +119,15 @@ class MachineController:
 
     def _config(self) -> dict[str, Any]:
         c = self.machine.config
-        return {"memory_mb": c.memory_mb, "smp": c.smp, "debugcon_port": c.debugcon_port}
+        return snapshotfile.machine_config(c.memory_mb, c.smp, c.debugcon_port)
 
     def snapshot_save(self, path: str) -> None:
+        if self.runner is not None:  # the whole VM: vCPUs too
+            try:
+                self.runner.save_snapshot(path, self._config())
+            except snapshotfile.SnapshotError as e:
+                raise QmpError(str(e)) from None
+            return
         with self.machine.lock:
             snap = snapshotfile.Snapshot(self._config(), self.machine.save())
             try:
@@ -126,6 +136,12 @@ class MachineController:
                 raise QmpError(str(e)) from None
 
     def snapshot_load(self, path: str) -> None:
+        if self.runner is not None:
+            try:
+                self.runner.load_snapshot(path, self._config())
+            except snapshotfile.SnapshotError as e:
+                raise QmpError(str(e)) from None
+            return
         with self.machine.lock:
             try:
                 meta = snapshotfile.read_meta(path)
