@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from southbridge.devices.blockdev import BlockBackend, BlockExecutor, InlineExecutor
 from southbridge.devices.ide.ata import AtaDisk
+from southbridge.devices.ide.atapi import AtapiCdrom
 from southbridge.devices.ide.drive import IdeDrive
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def add_ide(m: PcMachine, setup: IdeSetup) -> tuple[Piix3Ide, list[Callable[[], 
 
 def make_drive(unit: IdeUnit, ex: BlockExecutor) -> IdeDrive:
     if unit.cdrom:
-        raise ValueError("IDE CD-ROMs are not wired yet")
+        return AtapiCdrom(unit.backend, ex, serial=unit.serial or "")
     return AtaDisk(unit.backend, ex, serial=unit.serial or "")
 
 

@@ -84,8 +84,9 @@ class PcMachine(Machine):
         self._add_pci()
         self._add_apic()
         self._add_pm()
-        self._add_virtio(virtio or VirtioSetup())
-        self._add_ide(ide or IdeSetup())
+        virtio = virtio or VirtioSetup()
+        self._add_virtio(virtio)
+        self._add_ide(ide if ide is not None else virtio.ide)
 
     def _add_ram(self) -> None:
         """RAM as a PC lays it out: 0-640 KiB, then 1 MiB up to the configured size."""

@@ -262,8 +262,10 @@ class IdeDrive:
         if status & r.BSY:
             raise StateError("ide: BSY with no block request in flight")
         pio = phase in (PIO_IN, PIO_OUT, PACKET)
-        if pio != bool(status & r.DRQ and phase != DMA) or (pio and pos >= len(buf)):
-            raise StateError("ide: DRQ does not match the data phase")
+        if pio and (not status & r.DRQ or pos >= len(buf)):
+            raise StateError("ide: a PIO phase without DRQ or data left")
+        if phase == IDLE and (status & r.DRQ or buf):
+            raise StateError("ide: DRQ or data with no transfer")
         command = state.get("command")
         if not isinstance(command, dict):
             raise StateError("ide: command state must be a mapping")
