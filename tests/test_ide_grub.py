@@ -1,4 +1,4 @@
-"""Real clients on the PIIX3 IDE function under KVM: SeaBIOS finds our ATA disk on the
+"""Real clients on the PIIX3 IDE function under KVM. SeaBIOS finds our ATA disk on the
 primary channel (its ata.c: PIO through the legacy ports), boots GRUB from its MBR through
 our bootorder path, and GRUB reads grub.cfg from the FAT partition through int 13h.
 
@@ -13,7 +13,7 @@ import pytest
 
 from southbridge.cli import main
 from southbridge.kvm.testing import kvm_unavailable_reason
-from tests import grubdisk
+from tests import grubdisk, grubiso
 
 SEABIOS = Path(__file__).resolve().parent.parent / ".cache" / "seabios" / "bios.bin"
 _reason = kvm_unavailable_reason() or grubdisk.missing_tools()
@@ -44,3 +44,34 @@ def test_seabios_boots_grub_from_an_ide_disk(tmp_path: Path) -> None:
     assert f"# {grubdisk.MARKER}" in out, out
     assert status == (grubdisk.EXIT_VALUE << 1) | 1, (status, out[-400:])
     print(f"GRUB boot from the IDE disk to its exit: {elapsed:.1f} s")
+
+
+_iso_reason = grubiso.missing_tools()
+
+
+@pytest.mark.skipif(_iso_reason is not None, reason=_iso_reason or "")
+def test_seabios_boots_an_el_torito_iso_from_the_ide_cdrom(tmp_path: Path) -> None:
+    """`run --cdrom grub.iso --boot order=d`: SeaBIOS finds the ATAPI drive on the secondary
+    master and boots its El Torito image; GRUB reads its modules, grub.cfg and a file from the
+    ISO9660 filesystem through int 13h (SeaBIOS's ATAPI PIO path) and runs its menu entry.
+    About 18 s here."""
+    iso = grubiso.build(tmp_path)
+    com1, dbg = tmp_path / "com1.txt", tmp_path / "seabios.log"
+    start = time.monotonic()
+    status = main(
+        [
+            *("run", "--bios", str(SEABIOS), "--cdrom", str(iso), "--boot", "order=d"),
+            *("--serial", f"file:{com1}", "--debugcon", f"file:{dbg}"),
+            *("--timeout", "150", "--no-reboot"),
+        ]
+    )
+    elapsed = time.monotonic() - start
+    log = dbg.read_text(errors="replace")
+    out = com1.read_text(errors="replace")
+    assert "DVD/CD [ata1-0: SOUTHBRIDGE CD-ROM ATAPI-4 DVD/CD]" in log, log[-2000:]
+    assert "Searching bootorder for: /pci@i0cf8/*@1,1/drive@1/disk@0" in log
+    assert "Booting from DVD/CD" in log
+    assert "southbridge-iso-start" in out and grubiso.MARKER in out, out
+    assert "Booting `southbridge exit'" in out
+    assert status == (grubiso.EXIT_VALUE << 1) | 1, (status, out[-400:])
+    print(f"GRUB boot from the El Torito ISO to its exit: {elapsed:.1f} s")
