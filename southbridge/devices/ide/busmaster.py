@@ -69,6 +69,7 @@ class BusMaster:
         self._rewind()
 
     def _rewind(self) -> None:
+        self.start = self.prd  # the table this transfer walks (latched at start)
         self.cur = self.prd  # address of the next entry
         self.base = 0  # where the current region continues
         self.left = 0  # bytes left in it
@@ -128,7 +129,7 @@ class BusMaster:
             self._running = False
 
     def _next_entry(self, dma: Memory) -> bool:
-        if self.last or self.cur - (self.prd & ~(TABLE_LIMIT - 1)) >= TABLE_LIMIT:
+        if self.last or self.cur - (self.start & ~(TABLE_LIMIT - 1)) >= TABLE_LIMIT:
             return False
         addr, count = struct.unpack("<II", dma.read(self.cur, PRD_ENTRY))
         self.cur += PRD_ENTRY
@@ -182,6 +183,7 @@ class BusMaster:
             "cmd": self.cmd,
             "status": self.status,
             "prd": self.prd,
+            "start": self.start,
             "cur": self.cur,
             "base": self.base,
             "left": self.left,
@@ -192,6 +194,7 @@ class BusMaster:
         cmd = get_int(state, "cmd", 0, 0xFF)
         status = get_int(state, "status", 0, 0xFF)
         prd = get_int(state, "prd", 0, 0xFFFFFFFF)
+        start = get_int(state, "start", 0, 0xFFFFFFFF)
         cur = get_int(state, "cur", 0, 0xFFFFFFFF + TABLE_LIMIT)
         base = get_int(state, "base", 0, 0xFFFFFFFF + 0x10000)
         left = get_int(state, "left", 0, 0x10000)
@@ -200,9 +203,9 @@ class BusMaster:
             raise StateError("ide bus master: register bits the PIIX3 does not have")
         if status & ST_ACTIVE and not cmd & CMD_START:
             raise StateError("ide bus master: active without the start bit")
-        if not prd & ~(TABLE_LIMIT - 1) <= cur <= (prd & ~(TABLE_LIMIT - 1)) + TABLE_LIMIT:
+        if start & 3 or not start <= cur <= (start & ~(TABLE_LIMIT - 1)) + TABLE_LIMIT:
             raise StateError("ide bus master: PRD cursor outside the table's page")
-        self.cmd, self.status, self.prd = cmd, status, prd
+        self.cmd, self.status, self.prd, self.start = cmd, status, prd, start
         self.cur, self.base, self.left, self.last = cur, base, left, last
 
 

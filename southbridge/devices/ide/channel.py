@@ -176,6 +176,9 @@ class IdeChannel:
                     if not isinstance(s, dict):
                         raise StateError(f"{self.name}: device state must be a mapping")
                     d.restore(s)
+            for d in self.present():
+                if bool(d.status & r.BSY) != bool(ctl & r.CTL_SRST):
+                    raise StateError(f"{self.name}: BSY goes with SRST held, and only then")
             sels = {d.select & r.SEL_DEV for d in self.present()}
             if len(sels) > 1:
                 raise StateError(f"{self.name}: the devices disagree on the selected device")

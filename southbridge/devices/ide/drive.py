@@ -259,8 +259,8 @@ class IdeDrive:
         pos = get_int(state, "pos", 0, len(buf))
         cmd = get_int(state, "cmd", 0, 0xFF)
         power_idle = get_bool(state, "power_idle")
-        if status & r.BSY:
-            raise StateError("ide: BSY with no block request in flight")
+        if status & r.BSY and (status != r.BSY | r.DSC or phase != IDLE):
+            raise StateError("ide: BSY with no block request in flight (only a reset's)")
         pio = phase in (PIO_IN, PIO_OUT, PACKET)
         if pio and (not status & r.DRQ or pos >= len(buf)):
             raise StateError("ide: a PIO phase without DRQ or data left")
