@@ -354,3 +354,13 @@ def test_save_refused_while_io_in_flight_and_bad_states_rejected() -> None:
         t.ide.restore(bad)
     assert t.ide.save() == good  # rejected states left it unchanged
     t.ide.restore(good)
+
+
+def test_nien_keeps_the_bus_master_interrupt_bit_clear() -> None:
+    """The interrupt bit latches the rising edge of the channel's INTRQ (SFF-8038i): with
+    nIEN the device does not drive it, so only active (clear: table used up) shows the end."""
+    t, _ = disk_rig()
+    t.outb(PRI_CTL, r.CTL_NIEN)
+    t.prd(TABLE, [(BUF, 512, True)])
+    dma_cmd(t, r.CMD_READ_DMA, 0, 1)
+    assert t.inb(BM + 2) & 7 == 0 and t.inb(PRI + 7) == r.DRDY | r.DSC
