@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from southbridge.core.state import StateError, get_bool, get_int
+from southbridge.core.state import StateError, brief, get_bool, get_int
 from southbridge.devices.blockdev import SECTOR, BlockBackend, BlockError, BlockExecutor
 from southbridge.devices.ide import regs as r
 from southbridge.devices.ide.busmaster import DmaFault
@@ -395,7 +395,7 @@ class AtaDisk(IdeDrive):
     def check_command(self, state: dict[str, Any], phase: str, cmd: int) -> None:
         xfer = state.get("xfer")
         if xfer not in XFERS:
-            raise StateError(f"ide disk: unknown transfer {xfer!r}")
+            raise StateError(f"ide disk: unknown transfer {brief(xfer)}")
         lba = get_int(state, "lba", 0, self.sectors)
         remaining = get_int(state, "remaining", 0, self.sectors - lba)
         get_int(state, "block", 1, MAX_MULT)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from southbridge.core.ratelog import RateLimitedLog
-from southbridge.core.state import StateError, get_bool, get_hex, get_int
+from southbridge.core.state import StateError, brief, get_bool, get_hex, get_int
 from southbridge.devices.blockdev import BlockBackend, BlockError, BlockExecutor
 from southbridge.devices.ide import regs as r
 
@@ -243,7 +243,7 @@ class IdeDrive:
     def restore(self, state: dict[str, Any]) -> None:
         """Validate everything first, then load (StateError leaves the device unchanged)."""
         if state.get("kind") != self.kind:
-            raise StateError(f"ide: state of a {state.get('kind')!r} device for a {self.kind}")
+            raise StateError(f"ide: state of a {brief(state.get('kind'))} device for a {self.kind}")
         regs = _taskfile(state, "regs")
         hob = _taskfile(state, "hob")
         select = get_int(state, "select", 0, 0xFF)
@@ -252,7 +252,7 @@ class IdeDrive:
         irq = get_bool(state, "irq")
         phase = state.get("phase")
         if phase not in PHASES:
-            raise StateError(f"ide: unknown phase {phase!r}")
+            raise StateError(f"ide: unknown phase {brief(phase)}")
         buf = get_hex(state, "buf")
         if len(buf) > MAX_BLOCK:
             raise StateError("ide: data block larger than the device buffers")
