@@ -364,3 +364,20 @@ def test_nien_keeps_the_bus_master_interrupt_bit_clear() -> None:
     t.prd(TABLE, [(BUF, 512, True)])
     dma_cmd(t, r.CMD_READ_DMA, 0, 1)
     assert t.inb(BM + 2) & 7 == 0 and t.inb(PRI + 7) == r.DRDY | r.DSC
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_string_io_matches_item_by_item(size: int) -> None:
+    """REP INS/OUTS through the data port's string path (one call per KVM exit) answers as
+    the same number of single accesses, across DRQ block boundaries and past the data."""
+    t, d = disk_rig()
+    t.lba28(PRI, 4, 3)
+    t.outb(PRI + 7, r.CMD_READ_SECTORS)
+    cb = t.ide.channels[0].command_block
+    got = cb.read_string(0, size, 300 // size) + cb.read_string(0, size, 1300 // size)
+    assert got[: 3 * 512] == bytes(d.data[4 * 512 : 7 * 512]) and not any(got[3 * 512 :])
+    t.lba28(PRI, 20, 2)
+    t.outb(PRI + 7, r.CMD_WRITE_SECTORS)
+    cb.write_string(0, size, b"\x11" * 700 + b"\x22" * 324)
+    assert t.inb(PRI + 7) == r.DRDY | r.DSC
+    assert d.data[20 * 512 : 22 * 512] == b"\x11" * 700 + b"\x22" * 324

@@ -216,6 +216,21 @@ class CommandBlock(BusDevice):
                 value |= self.channel.read(offset + i, 1) << (8 * i)
         return value
 
+    def read_string(self, offset: int, size: int, count: int) -> bytes:
+        """REP INSW/INSD (the KVM run loop's string path): as `count` reads, in one call."""
+        d = self.channel.selected
+        if offset != r.DATA or size == 1 or d is None:
+            return b"".join(self.read(offset, size).to_bytes(size, "little") for _ in range(count))
+        return d.data_read_string(size, count)
+
+    def write_string(self, offset: int, size: int, data: bytes) -> None:
+        d = self.channel.selected
+        if offset != r.DATA or size == 1 or d is None:
+            for i in range(0, len(data), size):
+                self.write(offset, size, int.from_bytes(data[i : i + size], "little"))
+            return
+        d.data_write_string(size, data)
+
     def write(self, offset: int, size: int, value: int) -> None:
         if offset == r.DATA:
             if size > 1:

@@ -178,6 +178,39 @@ class IdeDrive:
         if self.pos >= len(self.buf):
             self._block_end()
 
+    def data_read_string(self, size: int, count: int) -> bytes:
+        """`count` data-port reads of `size` bytes: whole items inside the current block in
+        one slice, the rest (a block boundary inside an item, no data) item by item."""
+        out = bytearray()
+        while count:
+            if self.phase == PIO_IN and self.status & r.DRQ:
+                n = min(count, (len(self.buf) - self.pos) // size)
+                if n:
+                    out += self.buf[self.pos : self.pos + n * size]
+                    self.pos += n * size
+                    count -= n
+                    if self.pos >= len(self.buf):
+                        self._block_end()
+                    continue
+            out += self.data_read(size).to_bytes(size, "little")
+            count -= 1
+        return bytes(out)
+
+    def data_write_string(self, size: int, data: bytes) -> None:
+        pos = 0
+        while pos < len(data):
+            if self.phase in (PIO_OUT, PACKET) and self.status & r.DRQ:
+                n = min(len(data) - pos, len(self.buf) - self.pos) // size * size
+                if n:
+                    self.buf[self.pos : self.pos + n] = data[pos : pos + n]
+                    self.pos += n
+                    pos += n
+                    if self.pos >= len(self.buf):
+                        self._block_end()
+                    continue
+            self.data_write(size, int.from_bytes(data[pos : pos + size], "little"))
+            pos += size
+
     def _block_end(self) -> None:
         self.status &= ~r.DRQ
         self.block_done()
