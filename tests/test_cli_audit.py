@@ -64,6 +64,13 @@ INPUTS = [
         (*RUN, "--drive", "file={x},format=raw"),
         {**ALL_PATH, "empty": "kvm", "random": "kvm", "wrong": "kvm"},
     ),
+    # An IDE disk needs a whole sector and a CD-ROM a 2048-byte one (WRONG_TOML is shorter).
+    Slot(
+        "run --drive if=ide",
+        (*RUN, "--drive", "file={x},if=ide"),
+        {**ALL_PATH, "random": "kvm"},
+    ),
+    Slot("run --cdrom", (*RUN, "--cdrom", "{x}"), {**ALL_PATH, "random": "kvm"}),
     Slot(
         "host --config",
         ("host", "--lspci-dump", "{dump}", "--config", "{x}"),

@@ -86,7 +86,7 @@ def test_dump_format() -> None:
     m, _ = configured_machine()
     text = lspci.dump(m.pci_bus, 3)
     blocks = text.strip("\n").split("\n\n")
-    assert len(blocks) == 6  # 00:01.3 is the PIIX4 PM function
+    assert len(blocks) == 7  # 00:01.1 the PIIX3 IDE function, 00:01.3 the PIIX4 PM one
     first = blocks[0].splitlines()
     assert first[0].startswith("00:00.0 ")
     assert first[1] == "00: 86 80 37 12 06 00 00 02 02 00 00 06 00 00 00 00"

@@ -1,12 +1,15 @@
 """The run command's virtio options in QEMU's words: --drive, --device, --boot.
 
-  --drive file=PATH[,if=virtio][,format=raw][,readonly=on]   repeatable, a disk each
+  --drive file=PATH[,if=virtio|ide][,format=raw][,readonly=on][,index=N][,media=cdrom]
+                                                               repeatable, a disk each
+  --cdrom PATH                                                 the secondary IDE master
   --netdev user[,mac=52:54:00:12:34:56]                       virtio-net through passt
   --device virtio-rng-pci                                      entropy from os.urandom
   --device virtio-serial[,chardev=SPEC]                        one console port (SPEC as
                                                                --serial; default none)
-  --boot order=c|n                                             c: the disks first (fw_cfg
-                                                               bootorder, read by SeaBIOS)
+  --boot order=c|d|n                                           c: the disks first, d: the
+                                                               CD-ROM (fw_cfg bootorder,
+                                                               read by SeaBIOS)
 Options are checked when parsed (`check`); images and backends open per machine build
 (`open_setup`), each failure one UserError line.
 """
@@ -17,7 +20,15 @@ import argparse
 from dataclasses import dataclass
 
 from southbridge.errors import UserError
-from southbridge.host.drive import DriveError, DriveSpec, parse_drive, split_options
+from southbridge.host.drive import (
+    IDE_INDEXES,
+    DriveError,
+    DriveSpec,
+    cdrom_drive,
+    parse_drive,
+    split_options,
+)
+from southbridge.machine.ide import IdeSetup, IdeUnit
 from southbridge.machine.virtio import VirtioSetup
 
 DEVICES = ("virtio-rng-pci", "virtio-serial")
@@ -29,8 +40,10 @@ def add_options(r: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="disk image: file=PATH[,if=virtio][,format=raw][,readonly=on]; repeatable",
+        help="disk image: file=PATH[,if=virtio|ide][,format=raw][,readonly=on][,index=N]"
+        "[,media=cdrom]; repeatable",
     )
+    r.add_argument("--cdrom", metavar="PATH", help="ISO image on the secondary IDE master")
     r.add_argument(
         "--device",
         action="append",
@@ -45,7 +58,9 @@ def add_options(r: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="virtio-net card: user[,mac=XX:XX:XX:XX:XX:XX] (passt); repeatable",
     )
-    r.add_argument("--boot", metavar="order=c|n", help="boot order: c (disk) or n (network)")
+    r.add_argument(
+        "--boot", metavar="order=c|d|n", help="boot order: c (disk), d (CD-ROM) or n (network)"
+    )
 
 
 @dataclass(frozen=True)
@@ -55,18 +70,25 @@ class VirtioOptions:
     rng: bool
     console: str | None  # chardev spec
     boot_order: str | None
+    ide: tuple[tuple[int, DriveSpec], ...] = ()  # (index, drive) on the PIIX3 IDE function
 
 
 def check(args: argparse.Namespace) -> VirtioOptions:
     drives: list[DriveSpec] = []
+    ide_specs: list[tuple[str, DriveSpec]] = []
     for text in args.drive:
         try:
             spec = parse_drive(text)
         except DriveError as e:
             raise UserError(f"--drive {text}: {e}") from None
-        if spec.interface != "virtio":
-            raise UserError(f"--drive {text}: if={spec.interface} is not wired to the pc yet")
-        drives.append(spec)
+        if spec.interface == "ide":
+            ide_specs.append((f"--drive {text}", spec))
+        else:
+            drives.append(spec)
+    cdrom = getattr(args, "cdrom", None)
+    if cdrom is not None:
+        ide_specs.append((f"--cdrom {cdrom}", cdrom_drive(cdrom)))
+    ide = _ide_indexes(ide_specs)
     rng, console = False, None
     for text in args.device:
         name, _, rest = text.partition(",")
@@ -97,13 +119,34 @@ def check(args: argparse.Namespace) -> VirtioOptions:
     if args.boot is not None:
         opts = _options(f"--boot {args.boot}", args.boot, ("order",))
         order = opts.get("order")
-        if order not in ("c", "n"):
-            raise UserError(f"--boot {args.boot}: expected order=c or order=n")
+        if order not in ("c", "d", "n"):
+            raise UserError(f"--boot {args.boot}: expected order=d (CD-ROM), order=c or order=n")
         if order == "n":
             raise UserError("--boot order=n: network boot needs iPXE's option ROM, not wired yet")
-        if not drives:
+        if order == "c" and not drives and not any(s.media == "disk" for _, s in ide):
             raise UserError("--boot order=c: no --drive to boot from")
-    return VirtioOptions(tuple(drives), tuple(nets), rng, console, order)
+        if order == "d" and not any(s.media == "cdrom" for _, s in ide):
+            raise UserError("--boot order=d: no CD-ROM (--cdrom PATH or media=cdrom)")
+    return VirtioOptions(tuple(drives), tuple(nets), rng, console, order, tuple(ide))
+
+
+def _ide_indexes(specs: list[tuple[str, DriveSpec]]) -> list[tuple[int, DriveSpec]]:
+    """QEMU's rule: a drive with index= takes it, the others the free ones in order."""
+    taken: dict[int, str] = {}
+    for what, spec in specs:
+        if spec.index is not None:
+            if spec.index in taken:
+                raise UserError(f"{what}: IDE index {spec.index} is taken by {taken[spec.index]}")
+            taken[spec.index] = what
+    out = [(spec.index, spec) for _, spec in specs if spec.index is not None]
+    free = (i for i in range(IDE_INDEXES) if i not in taken)
+    for what, spec in specs:
+        if spec.index is None:
+            index = next(free, None)
+            if index is None:
+                raise UserError(f"{what}: all {IDE_INDEXES} IDE places are taken")
+            out.append((index, spec))
+    return sorted(out, key=lambda x: x[0])
 
 
 def _mac(text: str, value: str) -> bytes:
@@ -144,11 +187,19 @@ def open_setup(opts: VirtioOptions, threads: bool = True) -> VirtioSetup:
     from southbridge.virtio.net import NetBackend
 
     images: list[RawImage] = []
+    units: list[IdeUnit] = []
     nets: list[tuple[NetBackend, bytes]] = []
     console = None
     try:
         for spec in opts.drives:
             images.append(spec.open())
+        for index, spec in opts.ide:
+            img = spec.open()
+            images.append(img)
+            cd = spec.media == "cdrom"
+            if img.size < (2048 if cd else 512):
+                raise ImageError(f"{spec.file}: too small for an IDE {'CD-ROM' if cd else 'disk'}")
+            units.append(IdeUnit(index, img, cdrom=cd, serial=spec.serial))
         for mac in opts.nets:
             nets.append((start_passt(), mac))
         if opts.console is not None:
@@ -159,19 +210,21 @@ def open_setup(opts: VirtioOptions, threads: bool = True) -> VirtioSetup:
         for be, _ in nets:
             be.close()
         raise UserError(str(e)) from None
+    ide_boot = opts.boot_order if units else None
     return VirtioSetup(
-        drives=images,
+        drives=images[: len(opts.drives)],
         nets=nets,
         executor=ThreadExecutor if threads else None,
         rng=UrandomSource() if opts.rng else None,
         console=console,
-        boot_order=opts.boot_order,
+        boot_order=None if ide_boot else opts.boot_order,  # the IDE side writes the file
+        ide=IdeSetup(units, ThreadExecutor if threads else None, ide_boot),
     )
 
 
 def close_setup(setup: VirtioSetup) -> None:
     """Close what `open_setup` opened when the machine never took it over."""
-    for d in setup.drives:
+    for d in [*setup.drives, *(u.backend for u in setup.ide.units)]:
         closer = getattr(d, "close", None)
         if callable(closer):
             closer()

@@ -118,6 +118,8 @@ def dispatch_io(machine: Machine, buf: Buffer) -> None:
             io_one(machine, view, off // size, port, size, direction == abi.KVM_EXIT_IO_OUT)
         return
     with machine.lock:
+        if _string_io(machine, buf, direction, size, port, count, off):
+            return
         if direction == abi.KVM_EXIT_IO_OUT:
             write = machine.ports.write
             for i in range(off, off + count * size, size):
@@ -126,6 +128,31 @@ def dispatch_io(machine: Machine, buf: Buffer) -> None:
             read = machine.ports.read
             for i in range(off, off + count * size, size):
                 buf[i : i + size] = read(port, size).to_bytes(size, "little")
+
+
+def _string_io(
+    machine: Machine, buf: Buffer, direction: int, size: int, port: int, count: int, off: int
+) -> bool:
+    """REP INS/OUTS to a device with `read_string(offset, size, count) -> bytes` /
+    `write_string(offset, size, data)` (the IDE data port): one call for the whole string,
+    same answers as item by item. Not while a tracer shadows the bus's methods (it must
+    see every access) and not for ranges the device does not decode whole."""
+    ports = machine.ports
+    if "read" in vars(ports) or "write" in vars(ports):
+        return False
+    route = ports.lookup(port)
+    if route is None or route.passthrough or port + size > route.end:
+        return False
+    name = "write_string" if direction == abi.KVM_EXIT_IO_OUT else "read_string"
+    fn = getattr(route.device, name, None)
+    if fn is None:
+        return False
+    n = count * size
+    if direction == abi.KVM_EXIT_IO_OUT:
+        fn(port - route.base, size, bytes(buf[off : off + n]))
+    else:
+        buf[off : off + n] = fn(port - route.base, size, count)
+    return True
 
 
 def dispatch_mmio(machine: Machine, buf: Buffer, apic: VcpuApic | None = None) -> None:

@@ -33,6 +33,7 @@ from southbridge.devices.uart import Uart16550
 from southbridge.machine import smbios
 from southbridge.machine.base import Machine
 from southbridge.machine.cmos import fill_cmos
+from southbridge.machine.ide import IdeSetup
 from southbridge.machine.virtio import VirtioSetup, add_virtio
 
 MiB = 1 << 20
@@ -68,6 +69,7 @@ class PcMachine(Machine):
         serial: Sequence[CharBackend] = (),
         debugcon: ByteSink | None = None,
         virtio: VirtioSetup | None = None,
+        ide: IdeSetup | None = None,
     ) -> None:
         super().__init__(clock, permissions, host_ports)
         self.config = config if config is not None else PcConfig()
@@ -87,7 +89,9 @@ class PcMachine(Machine):
         self._add_pci()
         self._add_apic()
         self._add_pm()
-        self._add_virtio(virtio or VirtioSetup())
+        virtio = virtio or VirtioSetup()
+        self._add_virtio(virtio)
+        self._add_ide(ide if ide is not None else virtio.ide)
         self._add_acpi()
 
     def _add_ram(self) -> None:
@@ -336,6 +340,13 @@ class PcMachine(Machine):
         self.virtio: list[VirtioPci] = []
         self._virtio_closers = add_virtio(self, setup)
 
+    def _add_ide(self, setup: IdeSetup) -> None:
+        """The PIIX3 IDE function at 00:01.1 (QEMU's pc always has it): both channels in
+        compatibility mode on IRQ 14 and 15, its drives from `setup` (`machine/ide.py`)."""
+        from southbridge.machine.ide import add_ide
+
+        self.ide, self._ide_closers = add_ide(self, setup)
+
     STATE_KIND = "machine/pc"
 
     def stateful(self) -> dict[str, Stateful]:
@@ -384,6 +395,8 @@ class PcMachine(Machine):
     def close(self) -> None:
         """Close the host-side backends (serial ports, debugcon) the machine was given."""
         for closer in getattr(self, "_virtio_closers", ()):
+            closer()
+        for closer in getattr(self, "_ide_closers", ()):
             closer()
         for uart in self.serial:
             uart.backend.close()

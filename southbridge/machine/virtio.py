@@ -9,11 +9,12 @@ order disks, network cards, rng, console, as QEMU assigns addresses in command-l
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from southbridge.devices.blockdev import BlockBackend, BlockExecutor, InlineExecutor
 from southbridge.devices.chardev import CharBackend
+from southbridge.machine.ide import IdeSetup
 from southbridge.virtio.blk import VirtioBlk
 from southbridge.virtio.console import VirtioConsole
 from southbridge.virtio.net import NetBackend, VirtioNet
@@ -37,6 +38,8 @@ class VirtioSetup:
     console: CharBackend | None = None
     boot_order: str | None = None  # "c": the virtio disks first (fw_cfg bootorder)
     first_slot: int = FIRST_SLOT
+    # The IDE drives the same options name (`machine/ide.py`; PcMachine takes them from here).
+    ide: IdeSetup = field(default_factory=IdeSetup)
 
 
 def add_virtio(m: PcMachine, setup: VirtioSetup) -> list[Callable[[], None]]:

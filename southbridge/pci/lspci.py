@@ -74,8 +74,9 @@ def _class_name(ids: PciIds, klass: int, sub: int) -> str:
     return name or "Class"
 
 
-def describe(fn: PciFunction, ids: PciIds, numeric: bool = True) -> str:
-    """One `lspci -nn` line (without the address) for a function."""
+def describe(fn: PciFunction, ids: PciIds, numeric: bool = True, verbose: bool = False) -> str:
+    """One `lspci -nn` line (without the address) for a function; the programming
+    interface shows only in lspci's verbose form (lspci.c show_terse)."""
     cs = fn.config
     klass, sub, progif = cs.get(CLASS, 1), cs.get(SUBCLASS, 1), cs.get(PROG_IF, 1)
     vendor, device, rev = fn.vendor_id, fn.device_id, cs.get(REVISION, 1)
@@ -98,7 +99,7 @@ def describe(fn: PciFunction, ids: PciIds, numeric: bool = True) -> str:
         text += f" {device:04x}"
     if rev:
         text += f" (rev {rev:02x})"
-    if progif:
+    if progif and verbose:
         pname = ids.progifs.get((klass, sub, progif))
         if pname:
             text += f" (prog-if {progif:02x} [{pname}])"
@@ -139,14 +140,12 @@ def dump(bus: PciBus, level: int = 3, ids: PciIds | None = None, numeric: bool =
 
 
 def numeric_line(fn: PciFunction) -> str:
-    """One `lspci -n` line: class and IDs as numbers only."""
+    """One `lspci -n` line: class and IDs as numbers only (no prog-if, as lspci)."""
     cs = fn.config
-    klass, sub, progif = cs.get(CLASS, 1), cs.get(SUBCLASS, 1), cs.get(PROG_IF, 1)
+    klass, sub = cs.get(CLASS, 1), cs.get(SUBCLASS, 1)
     text = f"{fn.address()} {klass:02x}{sub:02x}: {fn.vendor_id:04x}:{fn.device_id:04x}"
     if rev := cs.get(REVISION, 1):
         text += f" (rev {rev:02x})"
-    if progif:
-        text += f" (prog-if {progif:02x})"
     return text + "\n"
 
 
