@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         session = QtestSession(machine, send)
         if script is not None:
             for line in script.splitlines(keepends=True):
-                session.handle(line)
+                # A script may carry `#` comments (the fuzzer's findings do): not sent.
+                if not line.lstrip().startswith("#"):
+                    session.handle(line)
         else:
             # A stream, not a file: an undecodable line is answered FAIL like any unknown
             # command (as on the socket).
