@@ -49,14 +49,14 @@ def test_decoder_reads_each_kind_from_its_bytes() -> None:
     w = bytes([kinds.index("write") + 2 * len(kinds), 1, 0x20, 0x03, 0, 0, 1 | 5 << 2])
     # config read of size 1 at register 0x41 of function (0, 8).
     c = bytes([kinds.index("cfgr"), 1, 0x41])
-    step = bytes([kinds.index("step"), 3])  # STEPS[3] = 10 us
+    step = bytes([kinds.index("step"), 3])  # STEPS[3] = 1 us
     ops = decode(out + w + c + step, lay)
     assert ops == [
         Op("out", 1, 0x43, 0xAB),
         Op("write", 4, 0xFEE00320, 5),
         Op("out", 4, CONFIG_ADDRESS, 0x8000_0840),
         Op("in", 1, 0xCFD),
-        Op("step", 0, 10_000),
+        Op("step", 0, 1_000),
     ]
 
 

@@ -21,7 +21,7 @@ DMA_BASE = 0x10000
 DMA_SIZE = 0x10000
 MAX_MEM_WRITE = 64
 # Clock steps: mostly round figures around the devices' periods, sometimes a raw count.
-STEPS = (1, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000)
+STEPS = (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 INTERESTING = (0, 1, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x8000_0000, 0xFFFF_FFFF, 1 << 63)
 _PORT_LETTER = {1: "b", 2: "w", 4: "l", 8: "q"}
 _LETTER_SIZE = {v: k for k, v in _PORT_LETTER.items()}
