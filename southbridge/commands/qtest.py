@@ -34,8 +34,9 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
 
 
 def _serve_lines(session: QtestSession, infile: TextIO) -> None:
-    for line in infile:
-        session.handle(line)
+    from southbridge.qtest.server import serve_stream
+
+    serve_stream(session, infile)  # a line without a newline is read with a bound
 
 
 def _machine_with_trace(trace: str | None) -> tuple[PcMachine, TextIO | None]:
