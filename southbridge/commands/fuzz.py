@@ -119,12 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         atheris = load_atheris()
         if atheris is None and args.engine == "atheris":
             raise UserError("--engine atheris: atheris is not installed (pip install atheris)")
-    if atheris is not None:
-        # Instrument the machine's modules as they are first imported (coverage feedback).
-        with atheris.instrument_imports(include=["southbridge"]):  # type: ignore[attr-defined]
-            from southbridge.fuzz import engine, world
-    else:
-        from southbridge.fuzz import engine, world
+    from southbridge.fuzz import engine, world
     probe = world.build_pc()
     try:
         names = world.target_names(probe)

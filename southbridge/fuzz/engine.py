@@ -135,7 +135,10 @@ class Campaign:
                 sys.stderr.flush()
                 os._exit(1 if self.stats.findings else 0)
 
+        instrument_loaded(atheris)
+        # Full-length inputs from the start: a short one is mostly the world's rebuild.
         args = [sys.argv[0], f"-seed={self.seed + 1}", f"-max_len={MAX_INPUT}", "-runs=-1"]
+        args.append("-len_control=0")
         if self.corpus is not None:
             self.corpus.mkdir(parents=True, exist_ok=True)
             args.append(str(self.corpus))
@@ -189,6 +192,33 @@ def mutate(rng: random.Random, parent: bytes, corpus: list[bytes]) -> bytes:
             j = rng.randrange(len(other)) if other else 0
             b = b[:i] + bytearray(other[j:])
     return bytes(b[:MAX_INPUT])
+
+
+def instrument_loaded(atheris: object) -> int:
+    """Give atheris coverage feedback from southbridge's functions already imported (the
+    command line imports most of the package before a command runs, so an import hook
+    alone would see none of it); returns how many functions were instrumented."""
+    import types
+
+    instrument = atheris.instrument_func  # type: ignore[attr-defined]
+    done = 0
+    for name, mod in list(sys.modules.items()):
+        if not name.startswith("southbridge.") or name.startswith("southbridge.fuzz"):
+            continue
+        for obj in list(vars(mod).values()):
+            members = list(vars(obj).values()) if isinstance(obj, type) else [obj]
+            for f in members:
+                if isinstance(f, (staticmethod, classmethod)):
+                    f = f.__func__
+                elif isinstance(f, property):
+                    f = f.fget
+                if isinstance(f, types.FunctionType) and f.__module__ == name:
+                    try:
+                        instrument(f)
+                        done += 1
+                    except Exception:  # an odd function stays uninstrumented
+                        continue
+    return done
 
 
 def load_atheris() -> object | None:
