@@ -120,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
         if atheris is None and args.engine == "atheris":
             raise UserError("--engine atheris: atheris is not installed (pip install atheris)")
     from southbridge.fuzz import engine, world
+
     probe = world.build_pc()
     try:
         names = world.target_names(probe)
