@@ -272,6 +272,20 @@ def test_isolation_detector_fires_on_a_leaky_domain(offset: int, words: str) -> 
         w.close()
 
 
+def test_a_domains_finding_script_switches_domains_on_replay() -> None:
+    w = LeakyDomains("domains")
+    try:
+        ops = [Op("domain", 0, 2), Op("out", 1, TOY_PORT, 0x5A)]
+        f = w.run(ops)
+        assert f is not None
+        text = script.render(w, f, ops)
+        assert "# domain u2\noutb 0x700 0x5a\n" in text
+        again = script.replay(text, w)
+        assert again is not None and again.signature() == f.signature()
+    finally:
+        w.close()
+
+
 def test_the_real_domains_pass_the_same_checks() -> None:
     w = make_world("domains")
     try:
