@@ -38,6 +38,7 @@ from tests import cli
 
 REGRESSIONS = Path(__file__).parent / "fuzz_regressions"
 TOY_PORT = 0x700
+DESC = bytes([0xAA, 0xAB, 0xAC, 0xAD])  # pattern 0xAA, stride 1
 
 
 # -- decoder ------------------------------------------------------------------------------
@@ -72,6 +73,9 @@ def test_decoder_drops_a_truncated_last_op_and_honours_max_ops() -> None:
 def test_any_bytes_decode_to_ops_that_round_trip_through_qtest_lines(data: bytes) -> None:
     lay = Layout(ports=[(0x3F8, 8)], mmio=[(0xFEC00000, 0x1000)], domains=["a", "b"])
     for op in decode(data, lay):
+        if op.kind == "pattern":  # a script has its fills as writes instead
+            assert from_line(to_line(op, lay.domains), lay.domains) is None
+            continue
         assert from_line(to_line(op, lay.domains), lay.domains) == op
         if op.kind == "mem":
             assert op.addr >= DMA_BASE and op.addr + len(op.data) <= DMA_BASE + DMA_SIZE
@@ -162,6 +166,11 @@ class Toy(BusDevice):
             self.storm.arm_in(1)
         elif offset == 5:
             self.leak.append(bytes(1 << 20))
+        elif offset == 6 and self._desc() == DESC:  # a bus master with a bad descriptor
+            raise RuntimeError("toy DMA bug")
+
+    def _desc(self) -> bytes:
+        return self.world.units[0].machine.space.read_bytes(DMA_BASE + 0x100, 4)
 
     def _boom(self) -> None:
         raise ValueError("timer bug")
@@ -193,6 +202,27 @@ def test_each_detector_fires_on_its_toy_bug(offset: int, kind: str, words: str) 
         f = w.run(ops)
         assert f is not None and f.kind == kind and words in f.detail, f
         assert f.index == (2 if kind in ("rate",) or offset == 1 else 1)
+    finally:
+        w.close()
+
+
+def test_dma_reads_find_the_pattern_and_the_script_carries_it_as_writes() -> None:
+    w = ToyWorld("toy")
+    try:
+        ops = [Op("pattern", 1, 0, 1, b"\xaa"), Op("out", 1, TOY_PORT + 6, 0)]
+        f = w.run(ops)
+        assert f is not None and f.kind == "exception" and f.index == 1
+        assert [(i, gpa) for i, gpa, _ in w.fills] == [(1, DMA_BASE + 0x100)]
+        explicit = w.materialize(ops)
+        assert explicit == [Op("mem", 4, DMA_BASE + 0x100, 0, DESC), ops[1]]
+        w.fill = False
+        assert w.run(ops) is None, "without the fill the device reads zeroes"
+        again = w.run(explicit)
+        assert again is not None and again.signature() == f.signature()
+        w.fill = True
+        # The input's own data is never filled over.
+        mine = Op("mem", 4, DMA_BASE + 0x100, 0, bytes(4))
+        assert w.run([mine, *ops]) is None and w.fills == []
     finally:
         w.close()
 

@@ -84,7 +84,8 @@ class Campaign:
         if finding is None or finding.signature() in self._seen:
             return finding
         self._seen.add(finding.signature())
-        small = self.shrink(ops[: finding.index + 1], finding)
+        explicit = self.world.materialize(ops[: finding.index + 1])
+        small = self.shrink(explicit, finding)
         path = None
         if self.out is not None:
             path = script.write(self.out, self.world, finding, small)
@@ -100,7 +101,14 @@ class Campaign:
             f = self.world.run(cand)
             return f is not None and f.signature() == sig
 
-        return minimize(ops, reproduces)
+        self.world.fill = False  # the fills are explicit `mem` ops now
+        try:
+            if not reproduces(ops):
+                self.report(f"fuzz: {sig} does not reproduce from its script; kept whole")
+                return ops
+            return minimize(ops, reproduces)
+        finally:
+            self.world.fill = True
 
     # -- engines -------------------------------------------------------------------------
     def run_random(self) -> Stats:

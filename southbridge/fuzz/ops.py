@@ -20,6 +20,12 @@ CONFIG_DATA = 0xCFC
 DMA_BASE = 0x10000
 DMA_SIZE = 0x10000
 MAX_MEM_WRITE = 64
+# DMA-read fills (QEMU generic-fuzz's DMA hook): a device reading RAM nobody wrote in this
+# input finds the current pattern there; a fill covers at most MAX_FILL bytes of one read
+# and an input at most MAX_FILL_TOTAL, so a read of a huge guest length costs little.
+MAX_PATTERN = 16
+MAX_FILL = 4096
+MAX_FILL_TOTAL = 64 << 10
 # Clock steps: mostly round figures around the devices' periods, sometimes a raw count.
 STEPS = (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 INTERESTING = (0, 1, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x8000_0000, 0xFFFF_FFFF, 1 << 63)
@@ -30,7 +36,9 @@ _LETTER_SIZE = {v: k for k, v in _PORT_LETTER.items()}
 class Op(NamedTuple):
     """One operation. kind: in/out (port, size), read/write (MMIO or RAM through the
     address space), mem (bytes written to guest RAM), step (clock ns in addr), domain
-    (switch to domain number addr)."""
+    (switch to domain number addr), pattern (the DMA-read fill from here on: `data`
+    repeated, each repetition `value` higher; a finding's script has the fills as `mem`
+    writes instead)."""
 
     kind: str
     size: int
@@ -51,7 +59,7 @@ class Layout:
 
     def kinds(self) -> tuple[str, ...]:
         k = ["in", "out", "in", "out", "read", "write", "read", "write"]
-        k += ["cfgr", "cfgw", "cfgw", "mem", "step", "step"]
+        k += ["cfgr", "cfgw", "cfgw", "mem", "step", "step", "pattern"]
         if len(self.domains) > 1:
             k.append("domain")
         return tuple(k)
@@ -79,13 +87,17 @@ class _Reader:
 
 
 def _pick(r: _Reader, ranges: list[tuple[int, int]], random_bytes: int) -> int | None:
-    """An address: inside one of `ranges` 7 times in 8, else `random_bytes` raw bytes."""
+    """An address: inside one of `ranges` 7 times in 8, else `random_bytes` raw bytes.
+    Inside a range, half the offsets are the first 64 bytes of one of its 4 KiB pages,
+    where register blocks start (virtio's common, ISR, device and notify areas)."""
     sel = r.take(1)
     off = r.take(random_bytes)
     if sel is None or off is None:
         return None
     if sel & 7 and ranges:
-        base, length = ranges[(sel >> 3) % len(ranges)]
+        base, length = ranges[(sel >> 4) % len(ranges)]
+        if sel & 8:
+            off = (off >> 6) << 12 | (off & 0x3F)
         return base + off % length
     return off
 
@@ -99,9 +111,12 @@ def _value(r: _Reader, size: int) -> int | None:
         return r.take(size)
     if mode == 1:
         return sel >> 2
-    if mode == 2:
+    if mode == 2:  # an address in the DMA window, 16-byte aligned one time in two (rings)
         off = r.take(2)
-        return None if off is None else (DMA_BASE + off % DMA_SIZE) & ((1 << (8 * size)) - 1)
+        if off is None:
+            return None
+        off = off % DMA_SIZE & (~0xF if sel & 4 else ~0)
+        return (DMA_BASE + off) & ((1 << (8 * size)) - 1)
     return INTERESTING[(sel >> 2) % len(INTERESTING)] & ((1 << (8 * size)) - 1)
 
 
@@ -169,6 +184,14 @@ def decode(data: bytes, layout: Layout, max_ops: int | None = None) -> list[Op]:
                 break
             addr = DMA_BASE + off % (DMA_SIZE - len(payload) + 1)
             ops.append(Op("mem", len(payload), addr, 0, payload))
+        elif kind == "pattern":
+            stride, n = r.take(1), r.take(1)
+            if stride is None or n is None:
+                break
+            payload = r.bytes(1 + n % MAX_PATTERN)
+            if not payload:
+                break
+            ops.append(Op("pattern", len(payload), 0, stride, payload))
         elif kind == "step":
             sel = r.take(1)
             if sel is None:
@@ -204,6 +227,8 @@ def to_line(op: Op, domains: list[str] | None = None) -> str:
         return f"write 0x{op.addr:x} 0x{len(op.data):x} 0x{op.data.hex()}"
     if k == "step":
         return f"clock_step {op.addr}"
+    if k == "pattern":
+        return f"# pattern {op.data.hex()} stride {op.value}"
     name = domains[op.addr] if domains and op.addr < len(domains) else str(op.addr)
     return f"# domain {name}"
 

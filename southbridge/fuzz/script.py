@@ -55,7 +55,8 @@ def replay(text: str, world: World) -> Finding | None:
     """Run a script (which carries its own prelude) from power-on with every check."""
     ops = parse(text, world)
     prelude, world.prelude = world.prelude, []
+    fill, world.fill = world.fill, False  # a script carries its DMA fills as writes
     try:
         return world.run(ops)
     finally:
-        world.prelude = prelude
+        world.prelude, world.fill = prelude, fill

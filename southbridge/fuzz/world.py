@@ -20,7 +20,15 @@ from southbridge.core.mmiobus import MmioBus
 from southbridge.core.portbus import PortBus
 from southbridge.fuzz.backends import RamDisk, SeededEntropy, SinkChar, SinkNet
 from southbridge.fuzz.detect import Bounds, Finding, FuzzClock, TracebackCatcher
-from southbridge.fuzz.ops import CONFIG_ADDRESS, CONFIG_DATA, Layout, Op
+from southbridge.fuzz.ops import (
+    CONFIG_ADDRESS,
+    CONFIG_DATA,
+    MAX_FILL,
+    MAX_FILL_TOTAL,
+    MAX_MEM_WRITE,
+    Layout,
+    Op,
+)
 from southbridge.machine.pc import PcMachine
 from southbridge.machine.virtio import VirtioSetup
 from southbridge.pci.bar import BarKind
@@ -147,6 +155,10 @@ class World:
         self.bounds = bounds or Bounds()
         self.memory = memory  # tracemalloc is on: check heap growth per input
         self.units: list[Unit] = []
+        # DMA-read fills: on while fuzzing, off for replays and minimization (a finding's
+        # ops carry its fills as `mem` writes then, see `materialize`).
+        self.fill = True
+        self.fills: list[tuple[int, int, bytes]] = []  # (op index, gpa, bytes)
         self._closers: list[Callable[[], None]] = []
         self.owned: list[Callable[[], tuple[object, ...]]] = []  # fingerprints, per unit
         self.build()
@@ -182,6 +194,7 @@ class World:
             self.reset()
         start_mem = tracemalloc.get_traced_memory()[0] if self.memory else 0
         self._run_prelude()
+        self._start_fills()
         with TracebackCatcher() as catcher:
             self._mark_switch()
             for u in self.units:
@@ -210,7 +223,81 @@ class World:
                 self._apply(op)
         self._cur = 0
 
+    # -- DMA-read fills -------------------------------------------------------------------
+    def _start_fills(self) -> None:
+        self.fills = []
+        self._pattern: tuple[bytes, int] | None = None
+        self._filled: set[int] = set()  # 16-byte chunks written (by a fill or the input)
+        self._fill_total = 0
+        self._fill_on = False
+        self._op_index = 0
+        for u in self.units:
+            space = u.machine.space
+            space.__dict__.pop("read_bytes", None)
+            if self.fill:
+                space.read_bytes = self._filling(space.read_bytes)  # type: ignore[method-assign,assignment]
+
+    def _filling(self, read_bytes: Callable[[int, int], bytes]) -> Callable[[int, int], bytes]:
+        def hooked(gpa: int, length: int) -> bytes:
+            if self._fill_on and self._pattern is not None:
+                self._fill(gpa, length)
+            return read_bytes(gpa, length)
+
+        return hooked
+
+    def _mark(self, gpa: int, length: int) -> None:
+        self._filled.update(range(gpa >> 4, (gpa + length + 15) >> 4))
+
+    def _fill(self, gpa: int, length: int) -> None:
+        """Put the pattern where a device reads RAM not yet written in this input (bounds:
+        MAX_FILL bytes of one read, MAX_FILL_TOTAL per input)."""
+        n = min(length, MAX_FILL, MAX_FILL_TOTAL - self._fill_total)
+        m = self.units[self._cur].machine
+        r = m.memory.find(gpa)
+        if n <= 0 or r is None or r.readonly or gpa + n > r.end:
+            return
+        assert self._pattern is not None
+        pat, stride = self._pattern
+        run_start: int | None = None
+        for a in range(gpa, gpa + n + 1):
+            free = a < gpa + n and (a >> 4) not in self._filled
+            if free and run_start is None:
+                run_start = a
+            elif not free and run_start is not None:
+                data = bytes(
+                    (pat[(b - gpa) % len(pat)] + stride * ((b - gpa) // len(pat))) & 0xFF
+                    for b in range(run_start, a)
+                )
+                r.buf[run_start - r.gpa : a - r.gpa] = data
+                self.fills.append((self._op_index, run_start, data))
+                self._fill_total += len(data)
+                run_start = None
+        self._mark(gpa, n)
+
+    def materialize(self, ops: list[Op]) -> list[Op]:
+        """`ops` with the last run's fills as `mem` writes before the op that read them and
+        without pattern ops: the same run with fills off (what a script replays)."""
+        by_op: dict[int, list[tuple[int, bytes]]] = {}
+        for i, gpa, data in self.fills:
+            by_op.setdefault(i, []).append((gpa, data))
+        out: list[Op] = []
+        for i, op in enumerate(ops):
+            for gpa, data in by_op.get(i, []):
+                for k in range(0, len(data), MAX_MEM_WRITE):
+                    chunk = data[k : k + MAX_MEM_WRITE]
+                    out.append(Op("mem", len(chunk), gpa + k, 0, chunk))
+            if op.kind != "pattern":
+                out.append(op)
+        return out
+
     def _step(self, i: int, op: Op, catcher: TracebackCatcher) -> Finding | None:
+        if op.kind == "pattern":
+            self._pattern = (op.data, op.value)
+            return None
+        if op.kind in ("mem", "write"):
+            self._mark(op.addr, op.size)  # the input's own data is never filled over
+        self._op_index = i
+        self._fill_on = op.kind not in ("read", "mem")
         if op.kind == "domain":
             f = self._end_switch(i)
             self._cur = op.addr % len(self.units)
@@ -225,6 +312,8 @@ class World:
             self._apply(op)
         except Exception as e:
             return Finding("exception", f"{type(e).__name__} escaped {op.kind}: {e}", i)
+        finally:
+            self._fill_on = False
         elapsed = time.perf_counter() - t0
         if elapsed > self.bounds.op_s:
             return Finding("slow", f"{op.kind} at {_region(u.machine, op)} took {elapsed:.2f} s", i)
