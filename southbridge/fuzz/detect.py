@@ -2,7 +2,8 @@
 
 * `exception`: an exception escaping a bus access, the clock, or a timer callback; or one a
   bus caught from a device (its `faults` counter) or a device logged with a traceback.
-* `slow`: one access or clock step over `Bounds.op_s` of host time.
+* `slow`: one access or clock step over `Bounds.op_s` of host time (plus
+  `Bounds.callback_s` per timer callback the step fired: those are bounded by the rate).
 * `memory`: the clock's timer heap over `Bounds.heap_entries`, or (with tracemalloc on)
   the Python heap grown by more than `Bounds.memory_bytes` over one input.
 * `rate`: a timer firing more often than once per `Bounds.min_fire_ns` of virtual time
@@ -25,6 +26,7 @@ KINDS = ("exception", "slow", "memory", "rate", "isolation")
 @dataclass(frozen=True)
 class Bounds:
     op_s: float = 1.0
+    callback_s: float = 0.0002  # and this much more per timer callback a step fires
     heap_entries: int = 4096
     memory_bytes: int = 64 << 20
     min_fire_ns: int = 50_000

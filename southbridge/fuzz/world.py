@@ -315,7 +315,8 @@ class World:
         finally:
             self._fill_on = False
         elapsed = time.perf_counter() - t0
-        if elapsed > self.bounds.op_s:
+        # A step may fire many (rate-checked) callbacks: each gets its own allowance.
+        if elapsed > self.bounds.op_s + sum(counts.values()) * self.bounds.callback_s:
             return Finding("slow", f"{op.kind} at {_region(u.machine, op)} took {elapsed:.2f} s", i)
         faults = u.machine.ports.faults + u.machine.mmio.faults
         if faults != u.faults:
