@@ -27,7 +27,7 @@ KINDS = ("exception", "slow", "memory", "rate", "isolation")
 class Bounds:
     op_s: float = 1.0
     callback_s: float = 0.0002  # and this much more per timer callback a step fires
-    heap_entries: int = 4096
+    heap_entries: int = 1024  # the heap holds at most 2 * live + 64 (core/clock.py)
     memory_bytes: int = 64 << 20
     min_fire_ns: int = 50_000
 
