@@ -30,6 +30,7 @@ from tests import cli
 
 NO_KVM = "/nonexistent/kvm"
 RUN = ["run", "--serial", "none", "--kvm-device", NO_KVM, "--timeout", "5"]
+FUZZ1 = ["fuzz", "--engine", "random", "--runs", "1"]
 WRONG_TOML = '[[domain]]\nname = "u"\nmemory = "lots"\npermissive = { "02:00.0" = true }\n'
 
 # What a case must end with: "path" = one error line naming the argument's path, "kvm" =
@@ -85,6 +86,7 @@ INPUTS = [
         ("qtest", "--socket", "{x}"),
         {k: "path" for k in ALL_PATH if k != "missing"},
     ),
+    Slot("fuzz --replay", ("fuzz", "--replay", "{x}"), {**ALL_PATH, "empty": "ok"}),
 ]
 OUTPUT_KINDS = {"missing": "path", "directory": "path", "fifo": "path"}
 OUTPUTS = [
@@ -93,6 +95,15 @@ OUTPUTS = [
     Slot("lspci --dump", ("lspci", "--dump", "{x}"), OUTPUT_KINDS),
     Slot("run --serial file:", (*RUN, "--serial", "file:{x}"), OUTPUT_KINDS),
     Slot("run --debugcon file:", (*RUN, "--debugcon", "file:{x}"), OUTPUT_KINDS),
+    # Directories, made when missing: only something else in the way is refused.
+    Slot(
+        "fuzz --out", (*FUZZ1, "--out", "{x}"), {"missing": "ok", "directory": "ok", "fifo": "path"}
+    ),
+    Slot(
+        "fuzz --corpus",
+        (*FUZZ1, "--corpus", "{x}"),
+        {"missing": "ok", "directory": "ok", "fifo": "path"},
+    ),
 ]
 # Options of the wrong type or out of range: (argv, a word the one line must contain).
 OPTIONS = [
@@ -112,6 +123,12 @@ OPTIONS = [
     (("lspci", "--bogus"), "--bogus"),
     (("qtest", "one", "two"), "two"),
     (("nosuch",), "nosuch"),
+    (("fuzz", "--runs", "0"), "--runs"),
+    (("fuzz", "--ops", "many"), "--ops"),
+    (("fuzz", "--time", "inf"), "--time"),
+    (("fuzz", "--seed", "-1"), "--seed"),
+    (("fuzz", "--target", "nope"), "nope"),
+    (("fuzz", "--engine", "afl"), "--engine"),
 ]
 
 

@@ -14,12 +14,12 @@ import sys
 from collections.abc import Sequence
 
 from southbridge import __version__
-from southbridge.commands import demo, host, lspci, qtest, run
+from southbridge.commands import demo, fuzz, host, lspci, qtest, run
 from southbridge.commands.common import Parser
 from southbridge.errors import UserError
 
 # In the order `southbridge --help` lists them.
-COMMANDS = (qtest, host, lspci, run, demo)
+COMMANDS = (qtest, host, lspci, run, demo, fuzz)
 
 DESCRIPTION = "The `southbridge` command line."
 

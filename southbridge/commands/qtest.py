@@ -36,8 +36,9 @@ def add_parser(sub: Subparsers) -> argparse.ArgumentParser:
 
 
 def _serve_lines(session: QtestSession, infile: TextIO) -> None:
-    for line in infile:
-        session.handle(line)
+    from southbridge.qtest.server import serve_stream
+
+    serve_stream(session, infile)  # a line without a newline is read with a bound
 
 
 def _machine_with_trace(
@@ -80,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
         session = QtestSession(machine, send)
         if script is not None:
             for line in script.splitlines(keepends=True):
-                session.handle(line)
+                # A script may carry `#` comments (the fuzzer's findings do): not sent.
+                if not line.lstrip().startswith("#"):
+                    session.handle(line)
         else:
             # A stream, not a file: an undecodable line is answered FAIL like any unknown
             # command (as on the socket).

@@ -110,6 +110,10 @@ def get_hex(state: dict[str, Any], key: str, size: int | None = None) -> bytes:
     v = state.get(key)
     if type(v) is not str:
         raise StateError(f"field {key!r}={brief(v)} is not a hex string")
+    # Bound: exactly 2 * size characters, checked before anything is decoded (a field
+    # without a size is bounded by the file it came from).
+    if size is not None and len(v) != 2 * size:
+        raise StateError(f"field {key!r} holds {len(v)} hex digits, not {2 * size}")
     try:
         raw = bytes.fromhex(v)
     except ValueError:

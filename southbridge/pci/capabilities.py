@@ -329,6 +329,9 @@ class MsixCapability(Capability):
     def function_masked(self) -> bool:
         return bool(self._control() & MSIX_CTRL_MASKALL)
 
+    # Bounds: `vector` < self.vectors (<= 2048) in entry_masked, message, pending and
+    # _set_pending: `notify` checks a device's vector before them, the rest loop below
+    # it; guest table and PBA offsets are checked against their sizes in table_*/pba_read.
     def entry_masked(self, vector: int) -> bool:
         return bool(self.table[vector * MSIX_ENTRY + 12] & 1)
 

@@ -380,7 +380,7 @@ class PciFunction:
     def _load(self, state: dict[str, Any]) -> None:
         state = check_header(state, self)
         try:
-            data = get_hex(state, "config")
+            data = get_hex(state, "config", self.config.size)  # bound: the config space
         except StateError as e:
             raise StateError(f"{self.name}: {e}") from None
         bad = self.config.check_same_device(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
+from typing import TextIO
 
 from southbridge.core.clock import ManualClock
 from southbridge.core.irq import IrqLine
@@ -30,6 +31,10 @@ MAX_BULK = 1 << 24
 MAX_BULK_MMIO = 1 << 16
 MAX_NUMBER_CHARS = 66
 QTEST_MAX_CALLBACKS = 100_000
+# A stream's line is read at most this many characters at a time: the longest legal line
+# is a `write` of MAX_BULK bytes as hex (2 * MAX_BULK digits) plus its words, so a line
+# without a newline costs this much memory, never the whole stream (`serve_stream`).
+MAX_LINE = 2 * MAX_BULK + 256
 
 
 class QtestError(Exception):
@@ -266,3 +271,20 @@ class QtestSession:
         if not isinstance(clock, ManualClock):
             raise QtestError("clock is not virtual")
         return clock
+
+
+def serve_stream(session: QtestSession, stream: TextIO, limit: int = MAX_LINE) -> None:
+    """Answer every line of `stream` until it ends. A line longer than `limit` characters
+    is answered FAIL and skipped in `limit`-sized pieces (memory stays bounded by it)."""
+    while True:
+        line = stream.readline(limit)
+        if not line:
+            return
+        if len(line) >= limit and not line.endswith("\n"):
+            while True:
+                rest = stream.readline(limit)
+                if not rest or rest.endswith("\n"):
+                    break
+            session.send(f"FAIL line longer than {limit} characters\n")
+            continue
+        session.handle(line)

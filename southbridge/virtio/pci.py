@@ -563,6 +563,11 @@ class VirtioPci(PciFunction):
         if not isinstance(dev, dict):
             raise StateError(f"{self.name}: virtio device state must be a mapping")
         checked = [q.check_state(qs) for q, qs in zip(self.queues, queues, strict=True)]
+        # Vectors: NO_VECTOR or an index into the MSI-X table (< its vector count), what
+        # `_vector` lets a driver write; anything else no device can hold.
+        saved_vectors = [vals["msix_config"], *(qs.get("msix_vector") for qs in queues)]
+        if any(v != self._vector(v) for v in saved_vectors if isinstance(v, int)):
+            raise StateError(f"{self.name}: an MSI-X vector beyond the table")
         self.dev.restore(dev)  # validates first, then loads (raises StateError unchanged)
         self._generation += 1  # completions of requests from before are not ours
         for k, v in vals.items():
