@@ -203,7 +203,7 @@ class KvmSession:
                 self.machine.restore(meta.machine)
             except StateError as e:
                 raise snapshotfile.SnapshotError(f"{path}: {e}") from None
-            snapshotfile.read(path, self.machine.memory)
+            snapshotfile.read(path, self.machine.memory, verify=False)  # read_meta did
             for v, state in zip(self.vcpus, meta.vcpus, strict=True):
                 vcpustate.restore(v, state)
                 if v.apic is not None:
