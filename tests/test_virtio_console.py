@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from southbridge.core.clock import ManualClock
 from southbridge.host.chardev import BufferBackend
 from southbridge.machine.pc import PcMachine
@@ -85,3 +87,22 @@ def test_save_restore_resends_only_the_unsent_rest() -> None:
     be.drain()
     assert bytes(be.output) == b"abcdefgh"
     assert d.used(tx) == [(head, 0)]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--device", "virtio-serial,chardev=stdio"],
+        ["--debugcon", "stdio"],
+        ["--serial", "none", "--debugcon", "stdio", "--device", "virtio-serial,chardev=stdio"],
+    ],
+)
+def test_stdio_backs_one_character_device(
+    extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QEMU refuses stdio for two character devices; so do we, before anything starts."""
+    from southbridge import cli
+
+    rc = cli.main(["run", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "stdio is given to" in err[0], err

@@ -173,6 +173,7 @@ def run_machine(args: argparse.Namespace) -> int:
         raise UserError(f"--term-grace {args.term_grace:g}: expected 0-3600 seconds")
     args.switches = machine_opts.switches(args)
     args.virtio = virtio_opts.check(args)
+    _check_stdio(args)
     no_reboot = bool(args.no_reboot)
     kernel = _read_kernel(args)
     bios_path: str | None = None
@@ -235,6 +236,25 @@ def run_machine(args: argparse.Namespace) -> int:
     if result.reason in ("error", "timeout", "triple-fault", "stopped"):
         print(f"southbridge: {result.message}", file=sys.stderr)
     return result.status & 0xFF
+
+
+def _check_stdio(args: argparse.Namespace) -> None:
+    """One terminal, one reader: stdio may back one character device (QEMU: "cannot use
+    stdio by multiple character devices")."""
+    users = [
+        name
+        for name, spec in (
+            ("--serial", args.serial),
+            ("--debugcon", args.debugcon),
+            ("--device virtio-serial", args.virtio.console),
+        )
+        if spec == "stdio"
+    ]
+    if len(users) > 1:
+        raise UserError(
+            f"stdio is given to {' and '.join(users)}: it can back one of them "
+            f"(--serial is stdio unless told otherwise)"
+        )
 
 
 def _restore(session: KvmSession, machine: PcMachine, path: str) -> None:
