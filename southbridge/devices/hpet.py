@@ -151,11 +151,18 @@ class Hpet(BusDevice):
         self._schedule(i)
 
     def _schedule(self, i: int) -> None:
-        deadline = self.comparators[i].next_deadline(self._ns_of, self.min_period_ns)
-        if deadline is None:
-            self._timers[i].cancel()
-        else:
-            self._timers[i].arm(deadline)
+        """Arm comparator `i`'s timer for its next event. Every armed timer is re-armed in
+        index order: comparators matching at the same instant then fire in index order
+        however they were programmed (the clock runs same-instant timers in arming order),
+        so a restored HPET, which arms them in index order, interrupts exactly alike."""
+        del i  # all are re-armed
+        for comp, timer in zip(self.comparators, self._timers, strict=True):
+            deadline = comp.next_deadline(self._ns_of, self.min_period_ns)
+            if deadline is None:
+                timer.cancel()
+            else:
+                timer.cancel()
+                timer.arm(deadline)
 
     def _on_timer(self, i: int) -> None:
         if not self.running:
