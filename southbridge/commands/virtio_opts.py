@@ -56,7 +56,8 @@ def add_options(r: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="virtio-net card: user[,mac=XX:XX:XX:XX:XX:XX] (passt); repeatable",
+        help="virtio-net card: user[,mac=XX:XX:XX:XX:XX:XX] (passt) or "
+        "tap,ifname=NAME[,mac=...] (a host tap interface, root); repeatable",
     )
     r.add_argument(
         "--boot", metavar="order=c|d|n", help="boot order: c (disk), d (CD-ROM) or n (network)"
@@ -66,7 +67,7 @@ def add_options(r: argparse.ArgumentParser) -> None:
 @dataclass(frozen=True)
 class VirtioOptions:
     drives: tuple[DriveSpec, ...]
-    nets: tuple[bytes, ...]  # MAC per user-mode (passt) card
+    nets: tuple[tuple[str | None, bytes], ...]  # per card: tap ifname (None: passt), MAC
     rng: bool
     console: str | None  # chardev spec
     boot_order: str | None
@@ -103,18 +104,24 @@ def check(args: argparse.Namespace) -> VirtioOptions:
             if console is not None:
                 raise UserError("--device virtio-serial given twice (one port is supported)")
             console = opts.get("chardev", "none")
-    nets: list[bytes] = []
+    nets: list[tuple[str | None, bytes]] = []
     for text in args.netdev:
         kind, _, rest = text.partition(",")
+        if kind not in ("user", "tap"):
+            raise UserError(f"--netdev {kind}: unknown (known: user, tap)")
+        keys = ("mac",) if kind == "user" else ("mac", "ifname")
+        opts = _options(f"--netdev {text}", rest, keys)
+        ifname = None
         if kind == "tap":
-            raise UserError(f"--netdev {text}: tap is not supported yet (use user)")
-        if kind != "user":
-            raise UserError(f"--netdev {kind}: unknown (known: user)")
-        opts = _options(f"--netdev {text}", rest, ("mac",))
+            ifname = opts.get("ifname")
+            if not ifname:
+                raise UserError(f"--netdev {text}: tap needs ifname=NAME")
+            if any(name == ifname for name, _ in nets):
+                raise UserError(f"--netdev {text}: tap {ifname} is given twice")
         mac = _mac(text, opts["mac"]) if "mac" in opts else bytes.fromhex("525400123456")
         if "mac" not in opts:
             mac = mac[:5] + bytes([mac[5] + len(nets)])  # QEMU's default, one per card
-        nets.append(mac)
+        nets.append((ifname, mac))
     order = None
     if args.boot is not None:
         opts = _options(f"--boot {args.boot}", args.boot, ("order",))
@@ -184,6 +191,7 @@ def open_setup(opts: VirtioOptions, threads: bool = True) -> VirtioSetup:
     from southbridge.host.chardev import make_backend
     from southbridge.host.entropy import UrandomSource
     from southbridge.host.net import start_passt
+    from southbridge.host.tap import TapBackend, open_tap
     from southbridge.virtio.net import NetBackend
 
     images: list[RawImage] = []
@@ -200,8 +208,11 @@ def open_setup(opts: VirtioOptions, threads: bool = True) -> VirtioSetup:
             if img.size < (2048 if cd else 512):
                 raise ImageError(f"{spec.file}: too small for an IDE {'CD-ROM' if cd else 'disk'}")
             units.append(IdeUnit(index, img, cdrom=cd, serial=spec.serial))
-        for mac in opts.nets:
-            nets.append((start_passt(), mac))
+        for ifname, mac in opts.nets:
+            if ifname is None:
+                nets.append((start_passt(), mac))
+            else:
+                nets.append((TapBackend(open_tap(ifname)), mac))
         if opts.console is not None:
             console = make_backend(opts.console)
     except (ImageError, ValueError) as e:

@@ -84,14 +84,22 @@ class StreamBackend:
                 return
             self._closed = True
             self._cond.notify_all()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+        self._shutdown()
         for t in (self._reader, self._writer):
             if t is not threading.current_thread():
                 t.join(2)
-        self.sock.close()
+        self._release()
         if self._on_close is not None:
             self._on_close()
+
+    # -- the transport (a subclass may carry frames another way: host/tap.py) -------------
+    def _shutdown(self) -> None:
+        """Wake the reader thread blocked on the peer (close is under way)."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def _release(self) -> None:
+        self.sock.close()
 
     # -- threads -------------------------------------------------------------------------
     def _recv_exact(self, n: int) -> bytes | None:
@@ -106,16 +114,27 @@ class StreamBackend:
             buf += chunk
         return bytes(buf)
 
+    def _recv_frame(self) -> bytes | None:
+        """The next frame from the peer (None: it is gone)."""
+        head = self._recv_exact(4)
+        if head is None:
+            return None
+        (n,) = struct.unpack(">I", head)
+        if n > MAX_FRAME:
+            logger.warning("net: peer sent a %d-byte frame; closing the stream", n)
+            return None
+        return self._recv_exact(n)
+
+    def _send_frame(self, frame: bytes) -> bool:
+        try:
+            self.sock.sendall(struct.pack(">I", len(frame)) + frame)
+        except OSError:
+            return False
+        return True
+
     def _read_loop(self) -> None:
         while True:
-            head = self._recv_exact(4)
-            if head is None:
-                return
-            (n,) = struct.unpack(">I", head)
-            if n > MAX_FRAME:
-                logger.warning("net: peer sent a %d-byte frame; closing the stream", n)
-                return
-            frame = self._recv_exact(n)
+            frame = self._recv_frame()
             if frame is None:
                 return
             with self._cond:
@@ -136,9 +155,7 @@ class StreamBackend:
                 frame = self._tx.popleft()
                 ready = self._refused
                 self._refused = False
-            try:
-                self.sock.sendall(struct.pack(">I", len(frame)) + frame)
-            except OSError:
+            if not self._send_frame(frame):
                 return
             if ready:
                 self._on_ready()
