@@ -177,8 +177,16 @@ def test_seabios_loads_the_kernel_through_fw_cfg(tmp_path: Path) -> None:
     assert "Searching bootorder for: /rom@genroms/linuxboot_dma.bin" in out
     ram_at_1m = [e for e in e820(out) if e[0] == MiB and e[2] == 1]
     assert len(ram_at_1m) == 1 and 127 * MiB - MiB <= ram_at_1m[0][1] < 127 * MiB
-    screen = render(com1.read_bytes().decode(errors="replace"))
-    assert screen[0].startswith("SeaBIOS (version "), screen
+    # SeaBIOS's console is on COM1 (sercon: a screen drawn with VT100 sequences). Its
+    # putchar gives up on a character after 10 timer ticks without THRE, so on a loaded
+    # host a few may be missing: the banner is checked rendered, tolerating that.
+    raw = com1.read_bytes().decode(errors="replace")
+    assert "\x1b[" in raw, raw
+    first = render(raw)[0]
+    assert (
+        first.startswith("SeaBIOS (version ")
+        or sum(a == b for a, b in zip(first, "SeaBIOS (version ", strict=False)) >= 12
+    ), first
 
 
 def test_bad_bzimages_are_one_error_line(

@@ -90,7 +90,7 @@ def test_lspci_shows_virtio_with_capabilities(
         (["--device", "virtio-serial,speed=9"], "unknown option"),
         (["--boot", "order=z", "--drive", "file={img}"], "order=c or order=n"),
         (["--boot", "order=c"], "no --drive"),
-        (["--boot", "order=n"], "iPXE"),
+        (["--boot", "order=n"], "no --netdev to boot from"),
         (["--netdev", "tap"], "tap needs ifname=NAME"),
         (["--netdev", "tap,ifname=a/b"], "is not an interface name"),
         (["--netdev", "tap,ifname=t0", "--netdev", "tap,ifname=t0"], "given twice"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
 from southbridge.errors import UserError
 from southbridge.host.drive import (
@@ -128,8 +129,8 @@ def check(args: argparse.Namespace) -> VirtioOptions:
         order = opts.get("order")
         if order not in ("c", "d", "n"):
             raise UserError(f"--boot {args.boot}: expected order=d (CD-ROM), order=c or order=n")
-        if order == "n":
-            raise UserError("--boot order=n: network boot needs iPXE's option ROM, not wired yet")
+        if order == "n" and not nets:
+            raise UserError("--boot order=n: no --netdev to boot from")
         if order == "c" and not drives and not any(s.media == "disk" for _, s in ide):
             raise UserError("--boot order=c: no --drive to boot from")
         if order == "d" and not any(s.media == "cdrom" for _, s in ide):
@@ -221,7 +222,8 @@ def open_setup(opts: VirtioOptions, threads: bool = True) -> VirtioSetup:
         for be, _ in nets:
             be.close()
         raise UserError(str(e)) from None
-    ide_boot = opts.boot_order if units else None
+    ide_boot = opts.boot_order if units and opts.boot_order in ("c", "d") else None
+    net_rom = _ipxe_rom() if opts.nets else None
     return VirtioSetup(
         drives=images[: len(opts.drives)],
         nets=nets,
@@ -229,8 +231,30 @@ def open_setup(opts: VirtioOptions, threads: bool = True) -> VirtioSetup:
         rng=UrandomSource() if opts.rng else None,
         console=console,
         boot_order=None if ide_boot else opts.boot_order,  # the IDE side writes the file
+        net_rom=net_rom,
         ide=IdeSetup(units, ThreadExecutor if threads else None, ide_boot),
     )
+
+
+# iPXE for virtio-net: set-up fetches Debian's ipxe-qemu into .cache/ipxe; the system's copy
+# serves too. Without it SeaBIOS simply has no network boot, as QEMU without its ROM.
+IPXE_ROM = "pxe-virtio.rom"
+IPXE_DIRS = (
+    Path(__file__).resolve().parents[2] / ".cache" / "ipxe",
+    Path("/usr/lib/ipxe/qemu"),
+)
+
+
+def _ipxe_rom() -> bytes | None:
+    from southbridge.host.userfile import InputFileError, read_bytes
+
+    for d in IPXE_DIRS:
+        if (d / IPXE_ROM).is_file():
+            try:
+                return read_bytes(str(d / IPXE_ROM), "iPXE ROM", 1 << 20)
+            except InputFileError:
+                return None
+    return None
 
 
 def close_setup(setup: VirtioSetup) -> None:

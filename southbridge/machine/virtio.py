@@ -36,7 +36,10 @@ class VirtioSetup:
     nets: Sequence[tuple[NetBackend, bytes]] = ()
     rng: EntropySource | None = None
     console: CharBackend | None = None
-    boot_order: str | None = None  # "c": the virtio disks first (fw_cfg bootorder)
+    boot_order: str | None = None  # "c": the virtio disks first, "n": the NICs (bootorder)
+    # The option ROM SeaBIOS runs for the virtio-net functions (iPXE's pxe-virtio.rom), as
+    # fw_cfg "pciVVVV,DDDD.rom", which SeaBIOS prefers to a ROM BAR (optionrom.c).
+    net_rom: bytes | None = None
     first_slot: int = FIRST_SLOT
     # The IDE drives the same options name (`machine/ide.py`; PcMachine takes them from here).
     ide: IdeSetup = field(default_factory=IdeSetup)
@@ -62,11 +65,16 @@ def add_virtio(m: PcMachine, setup: VirtioSetup) -> list[Callable[[], None]]:
         fns.append(VirtioPci(VirtioBlk(drive, ex), name=name))
         disk_slots.append(slot)
         slot += 1
+    net_slots: list[int] = []
     for i, (backend, mac) in enumerate(setup.nets):
         net = VirtioNet(backend, mac)
         backend.attach(m.locked(net.input_ready), m.locked(net.output_ready))
         closers.append(backend.close)
         fns.append(VirtioPci(net, name=f"virtio-net{i}"))
+        if i == 0 and setup.net_rom is not None:
+            ids = f"pci{fns[-1].vendor_id:04x},{fns[-1].device_id:04x}.rom"
+            m.fw_cfg.add_file(ids, setup.net_rom)
+        net_slots.append(slot)
         slot += 1
     if setup.rng is not None:
         fns.append(VirtioPci(VirtioRng(setup.rng), name="virtio-rng"))
@@ -80,6 +88,11 @@ def add_virtio(m: PcMachine, setup: VirtioSetup) -> list[Callable[[], None]]:
     m.virtio = fns
     if setup.boot_order == "c" and disk_slots:
         m.fw_cfg.add_file("bootorder", bootorder(disk_slots))
+    elif setup.boot_order == "n" and net_slots:
+        nics = "\n".join(f"/pci@i0cf8/ethernet@{s:x}" for s in net_slots).encode()
+        m.fw_cfg.add_file(
+            "bootorder", nics + b"\n" + bootorder(disk_slots) if disk_slots else nics + b"\0"
+        )
     return closers
 
 
