@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar, Literal
 
+from southbridge.core.bcd import from_bcd, to_bcd
 from southbridge.core.clock import Clock
 from southbridge.core.device import BusDevice
 from southbridge.core.irq import IrqLine, TickOrder
@@ -67,19 +68,12 @@ def ticks_to_ns(ticks: int) -> int:
     return -((-ticks * NS_PER_SEC) // PIT_HZ)
 
 
+BCD_DIGITS = 4  # the 8254's BCD mode counts four decades (0-9999, 0 meaning 10000)
+
+
 def ns_to_ticks(ns: int) -> int:
     """CLK pulses elapsed in `ns` nanoseconds: exact floor, no float."""
     return (ns * PIT_HZ) // NS_PER_SEC
-
-
-def to_bcd(v: int) -> int:
-    v %= 10000
-    return (v // 1000) << 12 | (v // 100 % 10) << 8 | (v // 10 % 10) << 4 | v % 10
-
-
-def from_bcd(raw: int) -> int:
-    """Four BCD digits to an integer; a non-decimal nibble counts as its value (tolerant)."""
-    return ((raw >> 12) & 15) * 1000 + ((raw >> 8) & 15) * 100 + ((raw >> 4) & 15) * 10 + (raw & 15)
 
 
 class Channel:
@@ -131,7 +125,7 @@ class Channel:
     def cr_count(self) -> int:
         """The count CR holds as CE would load it: 0 is the maximum (2^16, or 10^4 in BCD)."""
         if self.bcd:
-            return from_bcd(self.cr) or 10000
+            return from_bcd(self.cr, BCD_DIGITS) or 10000
         return self.cr or 0x10000
 
     def elapsed(self, now: int) -> int:
@@ -202,7 +196,7 @@ class Channel:
         return (n - d) % (10000 if self.bcd else 0x10000)
 
     def encode(self, v: int) -> int:
-        return to_bcd(v) if self.bcd else v & 0xFFFF
+        return to_bcd(v, BCD_DIGITS) if self.bcd else v & 0xFFFF
 
     def next_edge_ns(self, now: int) -> int | None:
         """Absolute instant of OUT's next change after `now`, or None if it stays put."""
