@@ -19,6 +19,7 @@ from southbridge.devices.lapic import (
 )
 from southbridge.machine.pc import PcConfig, PcMachine
 from southbridge.qtest.server import QtestSession
+from tests import qtesting
 
 # xAPIC register offsets (SDM table 10-1).
 ID, VER, TPR, APR, PPR, EOI, LDR, DFR, SVR = 0x20, 0x30, 0x80, 0x90, 0xA0, 0xB0, 0xD0, 0xE0, 0xF0
@@ -598,9 +599,7 @@ def test_cpu0_window_through_qtest() -> None:
     s = QtestSession(m, out.append)
 
     def ask(line: str) -> str:
-        out.clear()
-        s.handle(line)
-        return "".join(out)
+        return qtesting.ask(s, out, line)
 
     assert ask("readl 0xfee00030") == "OK 0x0000000000050014\n"
     assert ask("readl 0xfee00020") == "OK 0x0000000000000000\n"

@@ -14,18 +14,13 @@ from hypothesis import strategies as st
 
 from southbridge.machine.pc import PcMachine
 from southbridge.qtest.server import QtestSession
+from tests.qtesting import ask
 
 
 def session() -> tuple[QtestSession, list[str], PcMachine]:
     out: list[str] = []
     m = PcMachine(with_ram=False)
     return QtestSession(m, out.append), out, m
-
-
-def ask(s: QtestSession, out: list[str], line: str) -> str:
-    out.clear()
-    s.handle(line)
-    return "".join(out)
 
 
 def bios_init(s: QtestSession, out: list[str]) -> None:
