@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from southbridge.core.bcd import to_bcd
 from southbridge.core.clock import ManualClock
 from southbridge.core.irq import IrqLine
 from southbridge.core.portbus import PortBus
@@ -26,7 +27,6 @@ from southbridge.devices.pit import (
     LostTickPolicy,
     Pit,
     ticks_to_ns,
-    to_bcd,
 )
 from southbridge.devices.port61 import REFRESH_PERIOD_NS
 
@@ -470,7 +470,7 @@ def test_illegal_guest_values_are_answered_not_raised(caplog: pytest.LogCaptureF
     assert any("non-BCD" in m for m in caplog.messages)
     assert r.pit._timer.deadline is None  # no 1.19 MHz timer for the illegal count
     r.after(100)
-    assert r.latched(1) == to_bcd(160 - 100)
+    assert r.latched(1) == to_bcd(160 - 100, 4)
 
 
 def test_reset_returns_to_qemu_power_on_state() -> None:
