@@ -54,7 +54,7 @@ from southbridge.core.clock import NS_PER_SEC, Clock
 from southbridge.core.device import BusDevice
 from southbridge.core.irq import IrqLine
 from southbridge.core.ratelog import RateLimitedLog
-from southbridge.core.state import StateError, check_header, get_bool, get_int, header
+from southbridge.devices import lapic_state
 from southbridge.devices.apicbus import (
     DM_EXTINT,
     DM_FIXED,
@@ -71,81 +71,11 @@ from southbridge.devices.apicbus import (
     ApicMessage,
 )
 
+# The register map lives in lapic_regs (shared with lapic_state); every name stays importable
+# from here, as before the split.
+from southbridge.devices.lapic_regs import *  # noqa: F403
+
 logger = logging.getLogger("southbridge.lapic")
-
-
-DEFAULT_BASE = 0xFEE00000
-WINDOW_SIZE = 0x1000
-
-# IA32_APIC_BASE (SDM 10.4.4).
-MSR_APIC_BASE = 0x1B
-MSR_TSC_DEADLINE = 0x6E0
-MSR_X2APIC_FIRST = 0x800
-MSR_X2APIC_LAST = 0x8FF
-BASE_BSP = 1 << 8
-BASE_EXTD = 1 << 10
-BASE_EN = 1 << 11
-
-VERSION = 0x00050014  # version 0x14, max LVT entry 5 (six entries)
-VERSION_DIRECTED_EOI = 1 << 24
-
-# Register indexes: MMIO offset >> 4, x2APIC MSR - 0x800 (SDM table 10-1 and 10-6).
-R_ID = 0x02
-R_VERSION = 0x03
-R_TPR = 0x08
-R_APR = 0x09
-R_PPR = 0x0A
-R_EOI = 0x0B
-R_RRD = 0x0C
-R_LDR = 0x0D
-R_DFR = 0x0E
-R_SVR = 0x0F
-R_ISR = 0x10
-R_TMR = 0x18
-R_IRR = 0x20
-R_ESR = 0x28
-R_ICR_LO = 0x30
-R_ICR_HI = 0x31
-R_LVT = 0x32  # 0x32-0x37
-R_TIMER_INIT = 0x38
-R_TIMER_CUR = 0x39
-R_TIMER_DCR = 0x3E
-R_SELF_IPI = 0x3F  # x2APIC only
-
-LVT_TIMER, LVT_THERMAL, LVT_PERF, LVT_LINT0, LVT_LINT1, LVT_ERROR = range(6)
-LVT_COUNT = 6
-LVT_NAMES = ("timer", "thermal", "perf", "lint0", "lint1", "error")
-LVT_MASKED = 1 << 16
-LVT_LEVEL = 1 << 15
-LVT_REMOTE_IRR = 1 << 14
-# Writable bits per entry (SDM figure 10-8): vector, delivery mode, polarity, trigger, mask,
-# timer mode; delivery status and remote IRR are read-only.
-LVT_WRITABLE = (0x600FF | LVT_MASKED, 0x107FF, 0x107FF, 0x1A7FF, 0x1A7FF, 0x100FF)
-
-TIMER_ONESHOT, TIMER_PERIODIC, TIMER_TSC_DEADLINE = 0, 1, 2
-
-SVR_ENABLE = 1 << 8
-SVR_FOCUS_DISABLE = 1 << 9
-SVR_SUPPRESS_EOI = 1 << 12
-
-# Error status bits (SDM 10.5.3).
-ESR_SEND_ILLEGAL_VECTOR = 1 << 5
-ESR_RECV_ILLEGAL_VECTOR = 1 << 6
-ESR_ILLEGAL_REGISTER = 1 << 7
-ESR_MASK = 0xEF
-
-# KVM's min_timer_period_us default (arch/x86/kvm/x86.c): the shortest periodic interval.
-MIN_TIMER_PERIOD_NS = 200_000
-# Bound on owed periodic ticks under timer_reinject (one second at the clamped rate).
-TIMER_MAX_OWED = NS_PER_SEC // MIN_TIMER_PERIOD_NS
-
-ICR_WRITABLE = 0x000CCFFF  # vector, mode, dest mode, level, trigger, shorthand
-ICR_LOGICAL = 1 << 11
-ICR_ASSERT = 1 << 14
-ICR_LEVEL = 1 << 15
-
-U32 = 0xFFFFFFFF
-VEC_MASK_LEGAL = ((1 << 256) - 1) & ~0xFFFF  # vectors 0-15 are never accepted
 
 
 def _top(bits: int) -> int | None:
@@ -984,97 +914,9 @@ class LocalApic(BusDevice):
         if self.relocate_hook is not None:
             self.relocate_hook(self)
 
-    # -- state ---------------------------------------------------------------------------
+    # -- state (devices/lapic_state.py) ---------------------------------------------------
     def save(self) -> dict[str, Any]:
-        return {
-            **header(self),
-            "initial_id": self.initial_id,
-            "apic_base": self.apic_base,
-            "xapic_id": self.xapic_id,
-            "tpr": self.tpr,
-            "ldr": self.ldr,
-            "dfr": self.dfr,
-            "svr": self.svr,
-            "irr": self.irr,
-            "isr": self.isr,
-            "tmr": self.tmr,
-            "esr": self.esr,
-            "esr_pending": self.esr_pending,
-            "icr": self.icr,
-            "lvt": list(self.lvt),
-            "initial_count": self.initial_count,
-            "dcr": self.dcr,
-            "timer_elapsed": max(0, self.clock.now() - self.timer_load),
-            "tsc_deadline": self.tsc_deadline,
-            "lint_level": list(self.lint_level),
-            "lint_remote_irr": list(self.lint_remote_irr),
-            "pending_nmi": self.pending_nmi,
-            "pending_smi": self.pending_smi,
-            "pending_init": self.pending_init,
-            "extint_level": self.extint_level,
-            "sipi_vector": -1 if self.sipi_vector is None else self.sipi_vector,
-            "waiting_for_sipi": self.waiting_for_sipi,
-        }
+        return lapic_state.save(self)
 
     def restore(self, state: dict[str, Any]) -> None:
-        state = check_header(state, self)
-        if get_int(state, "initial_id", 0, U32 - 1) != self.initial_id:
-            raise StateError(f"{self.name}: state is for APIC ID {state['initial_id']}")
-        f: dict[str, Any] = {}
-        f["apic_base"] = base = get_int(state, "apic_base", 0, (1 << 64) - 1)
-        if base & (0x2FF | (((1 << 64) - 1) << self.phys_bits)):
-            raise StateError(f"{self.name}: IA32_APIC_BASE 0x{base:x} sets reserved bits")
-        if base & BASE_EXTD and not base & BASE_EN:
-            raise StateError(f"{self.name}: IA32_APIC_BASE in the invalid EXTD-only state")
-        for key, hi in (("xapic_id", 0xFF), ("tpr", 0xFF), ("initial_count", U32)):
-            f[key] = get_int(state, key, 0, hi)
-        f["ldr"] = get_int(state, "ldr", 0, U32)
-        f["dfr"] = get_int(state, "dfr", 0, 0xF)
-        f["svr"] = get_int(state, "svr", 0, 0x13FF)
-        f["dcr"] = get_int(state, "dcr", 0, 0xB)
-        f["esr"] = get_int(state, "esr", 0, 0xFF)
-        f["esr_pending"] = get_int(state, "esr_pending", 0, 0xFF)
-        f["icr"] = get_int(state, "icr", 0, (1 << 64) - 1)
-        if f["ldr"] & 0x00FFFFFF or f["dcr"] & 4:
-            raise StateError(f"{self.name}: LDR or divide configuration sets reserved bits")
-        if f["svr"] & SVR_SUPPRESS_EOI and not self.directed_eoi:
-            raise StateError(f"{self.name}: EOI-broadcast suppression is not supported")
-        if (f["esr"] | f["esr_pending"]) & ~ESR_MASK:
-            raise StateError(f"{self.name}: ESR sets reserved bits")
-        if f["icr"] & ~((U32 << 32) | ICR_WRITABLE):
-            raise StateError(f"{self.name}: ICR sets reserved bits")
-        for key in ("irr", "isr", "tmr"):
-            f[key] = get_int(state, key, 0, (1 << 256) - 1)
-            if f[key] & 0xFFFF:
-                raise StateError(f"{self.name}: {key.upper()} holds an illegal vector 0-15")
-        lvt = state.get("lvt")
-        if not isinstance(lvt, list) or len(lvt) != LVT_COUNT:
-            raise StateError(f"{self.name}: lvt must be a list of {LVT_COUNT} entries")
-        for n, entry in enumerate(lvt):
-            if not isinstance(entry, int) or isinstance(entry, bool) or entry < 0:
-                raise StateError(f"{self.name}: LVT {LVT_NAMES[n]} is not an integer")
-            if entry & ~LVT_WRITABLE[n] or (n == LVT_TIMER and (entry >> 17) & 3 == 3):
-                raise StateError(f"{self.name}: LVT {LVT_NAMES[n]} sets reserved bits")
-        f["lvt"] = list(lvt)
-        f["timer_elapsed"] = get_int(state, "timer_elapsed", 0, 1 << 80)
-        f["tsc_deadline"] = get_int(state, "tsc_deadline", 0, (1 << 64) - 1)
-        for key in ("lint_level", "lint_remote_irr"):
-            pair = state.get(key)
-            if not isinstance(pair, list) or len(pair) != 2:
-                raise StateError(f"{self.name}: {key} must be a pair of booleans")
-            f[key] = [get_bool({"v": v}, "v") for v in pair]
-        for key in ("pending_nmi", "pending_smi", "pending_init", "extint_level"):
-            f[key] = get_bool(state, key)
-        f["waiting_for_sipi"] = get_bool(state, "waiting_for_sipi")
-        sipi = get_int(state, "sipi_vector", -1, 0xFF)
-        if sipi >= 0 and not f["waiting_for_sipi"]:
-            raise StateError(f"{self.name}: SIPI pending outside wait-for-SIPI")
-        timer_elapsed = f.pop("timer_elapsed")
-        for key, value in f.items():
-            setattr(self, key, value)
-        self.sipi_vector = None if sipi < 0 else sipi
-        self.timer_load = self.clock.now() - timer_elapsed
-        self._timer_rebase()
-        self._timer_update()
-        self._relocated()
-        self._update()
+        lapic_state.restore(self, state)
