@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Literal, Protocol
 
 from southbridge.core.irq import IrqLine
-from southbridge.kvm import abi
+from southbridge.kvm import abi, cpuid, regdump
 from southbridge.kvm.apic import VcpuApic
 from southbridge.kvm.coalesced import CoalescedRing, register_zones
 from southbridge.kvm.runend import RunEnd as RunEnd  # re-exported: tests and tools import it here
@@ -56,24 +56,6 @@ _IO_DATA_OFFSET_Q = (_EXIT_OFF + 8) // 8
 _X86_EFLAGS_IF = 1 << 9
 _APIC_BASE_EN = 1 << 11  # IA32_APIC_BASE global enable
 KVM_EXIT_SET_TPR = 11  # linux/kvm.h; not in `abi` (only the APIC path needs it)
-
-# CPUID bits hidden from the guest (leaf, subleaf, register, mask): the local APIC and what
-# hangs off it when a vCPU runs without a LAPIC model (`CPUID_APIC_MASKS`), and instructions
-# this host's KVM fails on (CMPXCHG16B, INVPCID; see the package docstring).
-CPUID_APIC_BITS: tuple[tuple[int, int | None, str, int], ...] = (
-    (1, None, "edx", 1 << 9),  # APIC
-    (1, None, "ecx", (1 << 21) | (1 << 24)),  # x2APIC, TSC-deadline
-)
-CPUID_MASKS: tuple[tuple[int, int | None, str, int], ...] = (
-    *CPUID_APIC_BITS,
-    (1, None, "ecx", 1 << 13),  # CX16
-    (7, 0, "ebx", 1 << 10),  # INVPCID
-)
-# KVM paravirtual features offered to the guest: none. Without kvmclock, firmware and kernels
-# time themselves with the platform timers we emulate (SeaBIOS calibrates the TSC against
-# the PIT's channel 2), which is what southbridge is for; the KVM signature leaf stays.
-KVM_PV_LEAF = 0x40000001
-KVM_PV_ALLOWED = 0
 
 
 class InterruptController(Protocol):
@@ -254,27 +236,7 @@ class Vcpu:
 
     # -- state -------------------------------------------------------------------------------
     def _setup_cpuid(self, kvm: Kvm) -> None:
-        entries = kvm.supported_cpuid()
-        for e in entries:
-            for leaf, sub, reg, mask in CPUID_MASKS:
-                if e.function == leaf and (sub is None or e.index == sub):
-                    setattr(e, reg, getattr(e, reg) & ~mask)
-            if self.apic is not None:
-                # Our LAPIC model: xAPIC, x2APIC and the TSC-deadline timer.
-                for leaf, sub, reg, bits in CPUID_APIC_BITS:
-                    if e.function == leaf and (sub is None or e.index == sub):
-                        setattr(e, reg, getattr(e, reg) | bits)
-            if e.function == 1:
-                # Initial APIC ID and logical processor count seen by this vCPU.
-                e.ebx = (e.ebx & 0x0000FFFF) | (1 << 16) | ((self.index & 0xFF) << 24)
-            elif e.function in (0xB, 0x1F):
-                e.edx = self.index
-            elif e.function == KVM_PV_LEAF:
-                e.eax &= KVM_PV_ALLOWED
-        buf = abi.cpuid2_type(len(entries))()
-        buf.nent = len(entries)
-        for i, e in enumerate(entries):
-            buf.entries[i] = e
+        buf = cpuid.vcpu_cpuid(kvm.supported_cpuid(), self.index, self.apic is not None)
         try:
             ioctl(self.fd, abi.KVM_SET_CPUID2, buf)
         except OSError as e2:
@@ -326,28 +288,9 @@ class Vcpu:
     def dump_registers(self) -> str:
         """The registers in QEMU's `info registers` layout, for error reports."""
         try:
-            r, s = self.get_regs(), self.get_sregs()
+            return regdump.format_registers(self.get_regs(), self.get_sregs())
         except OSError as e:
             return f"(registers unavailable: {e.strerror})"
-        lines = [
-            f"RAX={r.rax:016x} RBX={r.rbx:016x} RCX={r.rcx:016x} RDX={r.rdx:016x}",
-            f"RSI={r.rsi:016x} RDI={r.rdi:016x} RBP={r.rbp:016x} RSP={r.rsp:016x}",
-            f"R8 ={r.r8:016x} R9 ={r.r9:016x} R10={r.r10:016x} R11={r.r11:016x}",
-            f"R12={r.r12:016x} R13={r.r13:016x} R14={r.r14:016x} R15={r.r15:016x}",
-            f"RIP={r.rip:016x} RFL={r.rflags:08x}",
-        ]
-        for name in abi.SEGMENT_NAMES:
-            seg = getattr(s, name)
-            lines.append(
-                f"{name.upper():3}={seg.selector:04x} {seg.base:016x} {seg.limit:08x} "
-                f"type={seg.type:x} s={seg.s} dpl={seg.dpl} p={seg.present} db={seg.db} "
-                f"l={seg.l} g={seg.g}"
-            )
-        lines += [
-            f"GDT={s.gdt.base:016x} {s.gdt.limit:08x} IDT={s.idt.base:016x} {s.idt.limit:08x}",
-            f"CR0={s.cr0:08x} CR2={s.cr2:016x} CR3={s.cr3:016x} CR4={s.cr4:08x} EFER={s.efer:016x}",
-        ]
-        return "\n".join(lines)
 
     # -- waking ------------------------------------------------------------------------------
     def kick(self) -> None:
