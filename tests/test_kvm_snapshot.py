@@ -7,6 +7,7 @@ configuration are one error line."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -100,3 +101,28 @@ def test_corrupt_truncated_and_mismatched_snapshots_are_one_line(
         assert rc == 2 and len(err) == 1 and err[0].startswith("southbridge"), err
     rc, err = run_one_line(capsys, argv(tmp_path, "x.txt", "-m", "64", "--restore", str(snapshot)))
     assert rc == 2 and len(err) == 1 and "memory_mb" in err[0], err
+
+
+def test_the_tour_snapshotted_while_counting_resumes_its_counts(tmp_path: Path) -> None:
+    """The bundled tour snapshotted during its one-RTC-second interrupt count and resumed
+    in a new process goes on from there (no banner again) and still counts the PIT's
+    1000 and the RTC's 1024 interrupts in that second: timers, interrupt controllers,
+    reinjection state and the guest's own counters all carried over."""
+    snap, com1 = tmp_path / "tour.snap", tmp_path / "first.txt"
+    cmd = [sys.executable, "-m", "southbridge", "run", "--serial", f"file:{com1}"]
+    proc = subprocess.Popen([*cmd, "--snapshot", str(snap)], stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: com1.exists() and "Counting interrupts" in com1.read_text())
+        os.kill(proc.pid, signal.SIGUSR1)
+        assert wait_for(snap.exists)
+    finally:
+        proc.kill()
+        proc.wait()
+    rest = tmp_path / "rest.txt"
+    assert cli.main(["run", "--serial", f"file:{rest}", "--restore", str(snap)]) == 0
+    out = rest.read_text()
+    assert "southbridge guest tour" not in out and "Tour done" in out, out
+    pit = re.search(r"PIT IRQ0: (\d+) interrupts", out)
+    rtc = re.search(r"RTC IRQ8: (\d+) periodic", out)
+    assert pit is not None and rtc is not None, out  # the count was still running
+    assert abs(int(pit.group(1)) - 1000) <= 2 and abs(int(rtc.group(1)) - 1024) <= 2, out
