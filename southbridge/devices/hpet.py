@@ -148,14 +148,13 @@ class Hpet(BusDevice):
     def _arm(self, i: int, now: int) -> None:
         comp = self.comparators[i]
         comp.arm(self._ticks(now), now, self._ns_of, self.min_period_ns)
-        self._schedule(i)
+        self._schedule()
 
-    def _schedule(self, i: int) -> None:
-        """Arm comparator `i`'s timer for its next event. Every armed timer is re-armed in
-        index order: comparators matching at the same instant then fire in index order
-        however they were programmed (the clock runs same-instant timers in arming order),
-        so a restored HPET, which arms them in index order, interrupts exactly alike."""
-        del i  # all are re-armed
+    def _schedule(self) -> None:
+        """Arm every comparator's timer for its next event, in index order: comparators
+        matching at the same instant then fire in index order however they were programmed
+        (the clock runs same-instant timers in arming order), so a restored HPET interrupts
+        exactly like the original."""
         for comp, timer in zip(self.comparators, self._timers, strict=True):
             deadline = comp.next_deadline(self._ns_of, self.min_period_ns)
             if deadline is None:
@@ -171,7 +170,7 @@ class Hpet(BusDevice):
         comp = self.comparators[i]
         if comp.on_deadline(self._ticks(now), now, self.min_period_ns):
             self._interrupt(i)
-        self._schedule(i)
+        self._schedule()
 
     def _service(self, now: int) -> None:
         """Run overdue timer callbacks before an access (a late host timer thread)."""
@@ -422,8 +421,7 @@ class Hpet(BusDevice):
             fresh[comp.index].missed_ticks = comp.missed_ticks
         self.comparators = fresh
         self.config, self.isr, self._counter, self._base_ns = config, isr, counter, base_ns
-        for i in range(TIMERS):
-            self._schedule(i)
+        self._schedule()
         self._legacy_seen = not self.legacy  # tell the gates whatever they held before
         self._update_lines()
 
