@@ -72,9 +72,8 @@ class RunControl:
         path = self.snapshot_path
         if machine is None or session is None or path is None:
             return
-        c = machine.config
         try:
-            size = session.save_snapshot(path, machine_config(c.memory_mb, c.smp, c.debugcon_port))
+            size = session.save_snapshot(path, machine_config(machine.config))
         except SnapshotError as e:
             print(f"southbridge: snapshot: {e}", file=sys.stderr)
             return

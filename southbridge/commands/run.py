@@ -260,9 +260,8 @@ def _check_stdio(args: argparse.Namespace) -> None:
 def _restore(session: KvmSession, machine: PcMachine, path: str) -> None:
     from southbridge.kvm.snapshotfile import SnapshotError, machine_config
 
-    c = machine.config
     try:
-        session.load_snapshot(path, machine_config(c.memory_mb, c.smp, c.debugcon_port))
+        session.load_snapshot(path, machine_config(machine.config))
     except SnapshotError as e:
         raise UserError(f"--restore: {e}") from None
 

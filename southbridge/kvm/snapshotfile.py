@@ -29,9 +29,12 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from southbridge.core.memory import GuestMemory, RamRegion
+
+if TYPE_CHECKING:
+    from southbridge.machine.pc import PcConfig
 
 MAGIC = b"SBSNAP\r\n"
 VERSION = 1
@@ -325,6 +328,10 @@ def check_config(saved: dict[str, Any], current: dict[str, Any], name: str) -> N
         raise SnapshotError(f"{name}: taken on a different configuration: {shown}")
 
 
-def machine_config(memory_mb: int, smp: int, debugcon_port: int) -> dict[str, Any]:
+def machine_config(config: PcConfig) -> dict[str, Any]:
     """The configuration fingerprint a snapshot is taken on and resumes on only."""
-    return {"memory_mb": memory_mb, "smp": smp, "debugcon_port": debugcon_port}
+    return {
+        "memory_mb": config.memory_mb,
+        "smp": config.smp,
+        "debugcon_port": config.debugcon_port,
+    }

@@ -118,8 +118,7 @@ class MachineController:
         return [{"bus": 0, "devices": devices}]
 
     def _config(self) -> dict[str, Any]:
-        c = self.machine.config
-        return snapshotfile.machine_config(c.memory_mb, c.smp, c.debugcon_port)
+        return snapshotfile.machine_config(self.machine.config)
 
     def snapshot_save(self, path: str) -> None:
         if self.runner is not None:  # the whole VM: vCPUs too
