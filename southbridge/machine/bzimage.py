@@ -215,6 +215,21 @@ def e820_table(entries: list[tuple[int, int, int]]) -> bytes:
     return b"".join(E820_ENTRY.pack(b, s, t) for b, s, t in entries[:E820_MAX])
 
 
+def check_cmdline(h: SetupHeader, cmdline: str, name: str, room: int | None = None) -> bytes:
+    """The command line's bytes, refused with one line when it holds a NUL or is longer
+    than the kernel's cmdline_size (or the `room` the loader has for it)."""
+    line = cmdline.encode()
+    if b"\0" in line:
+        raise BzImageError(f"{name}: command line contains a NUL byte")
+    limit = h.cmdline_size if room is None else min(h.cmdline_size, room)
+    if len(line) > limit:
+        raise BzImageError(
+            f"{name}: command line of {len(line)} bytes is longer than the kernel's "
+            f"cmdline_size ({h.cmdline_size})"
+        )
+    return line
+
+
 def plan_linux(
     data: bytes,
     ram: list[tuple[int, int]],
@@ -226,14 +241,7 @@ def plan_linux(
     """Parse `data` and lay out a boot: `ram` is (base, size) of RAM, `e820` (base, size,
     type) the machine's memory map as the kernel should see it."""
     h = parse_header(data, name)
-    line = cmdline.encode()
-    if b"\0" in line:
-        raise BzImageError(f"{name}: command line contains a NUL byte")
-    if len(line) > min(h.cmdline_size, CMDLINE_LIMIT - 1):
-        raise BzImageError(
-            f"{name}: command line of {len(line)} bytes is longer than the kernel's "
-            f"cmdline_size ({h.cmdline_size})"
-        )
+    line = check_cmdline(h, cmdline, name, CMDLINE_LIMIT - 1)
     kaddr = _place_kernel(h, ram, name)
     iaddr = _place_initrd(h, ram, len(initrd), kaddr + h.init_size, name) if initrd else 0
     zp = bytearray(ZERO_PAGE_SIZE)

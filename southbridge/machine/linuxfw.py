@@ -44,14 +44,7 @@ def add_kernel(
     h = bzimage.parse_header(image, name)
     if not h.loadflags & bzimage.LOADED_HIGH:
         raise BzImageError(f"{name}: a zImage (not loaded high) is not supported")
-    line = cmdline.encode()
-    if b"\0" in line:
-        raise BzImageError(f"{name}: command line contains a NUL byte")
-    if len(line) > h.cmdline_size:
-        raise BzImageError(
-            f"{name}: command line of {len(line)} bytes is longer than the kernel's "
-            f"cmdline_size ({h.cmdline_size})"
-        )
+    line = bzimage.check_cmdline(h, cmdline, name)
     setup_size = (h.setup_sects + 1) * 512
     kernel = image[setup_size:]
     if PROT_ADDR + max(len(kernel), h.init_size) > ram_below_4g:
