@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from southbridge.commands.virtio_opts import IPXE_DIRS, IPXE_ROM
+from southbridge.host.userfile import find_in
 from southbridge.kvm.testing import kvm_unavailable_reason, native_kernel_reason
 from tests.seabios import MISSING, SEABIOS
 
 _kvm = kvm_unavailable_reason()
-_rom = next((d / IPXE_ROM for d in IPXE_DIRS if (d / IPXE_ROM).is_file()), None)
+_rom = find_in(IPXE_ROM, IPXE_DIRS)
 pytestmark = [
     pytest.mark.kvm,
     pytest.mark.skipif(_kvm is not None, reason=_kvm or ""),

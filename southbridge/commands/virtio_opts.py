@@ -246,15 +246,15 @@ IPXE_DIRS = (
 
 
 def _ipxe_rom() -> bytes | None:
-    from southbridge.host.userfile import InputFileError, read_bytes
+    from southbridge.host.userfile import InputFileError, find_in, read_bytes
 
-    for d in IPXE_DIRS:
-        if (d / IPXE_ROM).is_file():
-            try:
-                return read_bytes(str(d / IPXE_ROM), "iPXE ROM", 1 << 20)
-            except InputFileError:
-                return None
-    return None
+    found = find_in(IPXE_ROM, IPXE_DIRS)
+    if found is None:
+        return None
+    try:
+        return read_bytes(str(found), "iPXE ROM", 1 << 20)
+    except InputFileError:
+        return None
 
 
 def close_setup(setup: VirtioSetup) -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Sequence
+from pathlib import Path
 from typing import BinaryIO, TextIO
 
 
@@ -115,6 +117,11 @@ def read_text(
     except UnicodeDecodeError as e:
         reason = f"is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})"
         raise InputFileError(what, os.fsdecode(path), reason) from None
+
+
+def find_in(name: str, dirs: Sequence[Path]) -> Path | None:
+    """The first `dir/name` that is a regular file (the firmware search paths)."""
+    return next((d / name for d in dirs if (d / name).is_file()), None)
 
 
 def open_output_fd(path: str | os.PathLike[str]) -> int:

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
+from southbridge.host.userfile import find_in
 from southbridge.kvm import linuxboot, multiboot, pvh, tables
 from southbridge.kvm.loader import LoadError, read_image
 from southbridge.kvm.vcpu import Vcpu
@@ -129,14 +130,16 @@ class FirmwareKernel:
 # Where set-up puts Debian's qemu-system-data option ROMs, then the system's QEMU data.
 ROM_DIRS = (Path(__file__).resolve().parents[2] / ".cache" / "qemu", Path("/usr/share/qemu"))
 ROM_DIR_ENV = "SOUTHBRIDGE_QEMU_DATA"
+ROM_FILE = "linuxboot_dma.bin"
+ROM_LIMIT = 128 * 1024  # an option ROM's size byte counts 512-byte blocks (at most 127.5 KiB)
 
 
 def find_option_rom(name: str) -> Path:
     env = os.environ.get(ROM_DIR_ENV)
     dirs = [Path(env)] if env else list(ROM_DIRS)
-    for d in dirs:
-        if (d / name).is_file():
-            return d / name
+    found = find_in(name, dirs)
+    if found is not None:
+        return found
     where = " or ".join(str(d) for d in dirs)
     raise LoadError(
         f"{name}: QEMU's option ROM was not found in {where} (./scripts/setup fetches it; "
@@ -158,7 +161,3 @@ def read_firmware_kernel(
     ramdisk = b"" if initrd is None else read_image(initrd, limit, "initrd", allow_empty=True)
     rom = read_image(str(find_option_rom(ROM_FILE)), ROM_LIMIT, "option ROM")
     return FirmwareKernel(path, data, append or "", ramdisk, rom)
-
-
-ROM_FILE = "linuxboot_dma.bin"
-ROM_LIMIT = 128 * 1024  # an option ROM's size byte counts 512-byte blocks (at most 127.5 KiB)
