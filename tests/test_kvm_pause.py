@@ -6,6 +6,7 @@ progress shows in the vCPU's exit count and the port's last value."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -16,19 +17,15 @@ from southbridge.kvm.runend import RunEnd
 from southbridge.kvm.session import KvmSession
 from southbridge.kvm.testing import kvm_unavailable_reason
 from southbridge.machine.pc import PcConfig, PcMachine
+from tests import waiting
 
 _reason = kvm_unavailable_reason()
 pytestmark = [pytest.mark.kvm, pytest.mark.skipif(_reason is not None, reason=_reason or "")]
 BOUND_S = 20.0  # how long the test waits for something that must happen; never a rate
 
 
-def wait_until(cond: object, bound: float = BOUND_S) -> bool:
-    done = threading.Event()
-    for _ in range(int(bound / 0.01)):
-        if callable(cond) and cond():
-            return True
-        done.wait(0.01)
-    return False
+def wait_until(cond: Callable[[], object], bound: float = BOUND_S) -> bool:
+    return waiting.wait_for(cond, bound, 0.01)
 
 
 @pytest.mark.parametrize("cpus", [1, 2])

@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import pytest
 from southbridge import cli
 from southbridge.kvm import guestbuild
 from southbridge.kvm.testing import kvm_unavailable_reason
+from tests import waiting
 
 _reason = kvm_unavailable_reason()
 pytestmark = [pytest.mark.kvm, pytest.mark.skipif(_reason is not None, reason=_reason or "")]
@@ -29,12 +29,7 @@ OK = (0x20 << 1) | 1
 
 
 def wait_for(cond: Any) -> bool:
-    ev = threading.Event()
-    for _ in range(int(BOUND_S / 0.02)):
-        if cond():
-            return True
-        ev.wait(0.02)
-    return False
+    return waiting.wait_for(cond, BOUND_S)
 
 
 def argv(tmp_path: Path, console: str, *extra: str) -> list[str]:

@@ -13,15 +13,14 @@ we gave it, the command line, and what it read from our ACPI tables (MADT, FADT,
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from southbridge.kvm.multiboot import memory_map
 from southbridge.kvm.testing import kvm_unavailable_reason, native_kernel_reason
+from tests.waiting import run_until, text
 
 LINUX = Path(__file__).resolve().parent.parent / ".cache" / "linux"
 VMLINUZ, INITRD = LINUX / "vmlinuz", LINUX / "initrd.img"
@@ -46,21 +45,8 @@ def boot_until(
     (None: stopped)."""
     com1 = tmp_path / "com1.txt"
     cmd = [sys.executable, "-m", "southbridge", "run", "--serial", f"file:{com1}"]
-    cmd += ["--timeout", str(limit_s), *argv]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    rx = re.compile(pattern, re.M) if pattern is not None else None
-    try:
-        while proc.poll() is None:
-            if rx is not None and com1.exists() and rx.search(com1.read_text(errors="replace")):
-                proc.kill()
-                proc.wait()
-                return com1.read_text(errors="replace"), None
-            time.sleep(0.2)  # polling a file the guest writes, not timing anything
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return (com1.read_text(errors="replace") if com1.exists() else ""), proc.returncode
+    rc = run_until([*cmd, "--timeout", str(limit_s), *argv], [com1], pattern)
+    return text(com1), rc
 
 
 def test_early_boot_through_our_loader(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from qemu.qmp import QMPClient
 
 from southbridge import cli
 from southbridge.kvm.testing import kvm_unavailable_reason
+from tests import waiting
 from tests.seabios import MISSING, SEABIOS
 
 _reason = kvm_unavailable_reason()
@@ -38,12 +38,7 @@ def start(tmp_path: Path, *argv: str) -> subprocess.Popen[bytes]:
 
 
 def wait_for(cond: Any) -> bool:
-    ev = threading.Event()
-    for _ in range(int(BOUND_S / 0.05)):
-        if cond():
-            return True
-        ev.wait(0.05)
-    return False
+    return waiting.wait_for(cond, BOUND_S)
 
 
 def test_qmp_client_stops_continues_and_quits_a_run(tmp_path: Path) -> None:

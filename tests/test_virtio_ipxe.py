@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from southbridge.commands.virtio_opts import IPXE_DIRS, IPXE_ROM
 from southbridge.host.userfile import find_in
 from southbridge.kvm.testing import kvm_unavailable_reason, native_kernel_reason
 from tests.seabios import MISSING, SEABIOS
+from tests.waiting import run_until, text
 
 _kvm = kvm_unavailable_reason()
 _rom = find_in(IPXE_ROM, IPXE_DIRS)
@@ -39,19 +38,8 @@ def boot_until(tmp_path: Path, pattern: str, limit_s: float) -> tuple[str, str]:
     cmd = [sys.executable, "-m", "southbridge", "run", "--bios", str(SEABIOS)]
     cmd += ["--netdev", "user", "--boot", "order=n", "--serial", f"file:{com1}"]
     cmd += ["--debugcon", f"file:{log}", "--timeout", str(limit_s), "--no-reboot"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    rx = re.compile(pattern)
-    wait = threading.Event()
-    try:
-        while proc.poll() is None:
-            text = [p.read_text(errors="replace") if p.exists() else "" for p in (log, com1)]
-            if any(rx.search(t) for t in text):
-                break
-            wait.wait(0.2)  # polling files the guest writes, not timing anything
-    finally:
-        proc.kill()
-        proc.wait()
-    return tuple(p.read_text(errors="replace") if p.exists() else "" for p in (log, com1))  # type: ignore[return-value]
+    run_until(cmd, [log, com1], pattern)
+    return text(log), text(com1)
 
 
 def test_seabios_runs_ipxe_for_our_nic_and_boots_it_first(tmp_path: Path) -> None:
