@@ -218,7 +218,45 @@ def parse_elf(data: bytes, name: str = "kernel") -> Kernel:
     return _parse_elf(data, Header(0, 0), name)
 
 
-def _parse_elf(data: bytes, h: Header, name: str) -> Kernel:
+@dataclass(frozen=True)
+class ProgramHeader:
+    type: int
+    offset: int
+    vaddr: int
+    paddr: int
+    filesz: int
+    memsz: int
+
+
+@dataclass(frozen=True)
+class ElfHeader:
+    """The parts of an x86 ELF header the loaders read (Multiboot, PVH's note search)."""
+
+    cls: int  # 1: ELF32, 2: ELF64
+    e_type: int
+    machine: int
+    entry: int
+    phoff: int
+    phentsize: int
+    phnum: int
+
+    def program_headers(self, data: bytes, name: str = "kernel") -> list[ProgramHeader]:
+        fmt, size = ("<IIIIII", 32) if self.cls == 1 else ("<IIQQQQQ", 56)
+        if self.phentsize < size or self.phoff + self.phnum * self.phentsize > len(data):
+            raise MultibootError(f"{name}: ELF program headers are truncated")
+        out = []
+        for i in range(self.phnum):
+            fields = struct.unpack_from(fmt, data, self.phoff + i * self.phentsize)
+            if self.cls == 1:
+                p_type, offset, vaddr, paddr, filesz, memsz = fields
+            else:
+                p_type, _, offset, vaddr, paddr, filesz, memsz = fields
+            out.append(ProgramHeader(p_type, offset, vaddr, paddr, filesz, memsz))
+        return out
+
+
+def elf_header(data: bytes, name: str = "kernel") -> ElfHeader:
+    """Parse a little-endian ELF32 or ELF64 header (the magic already checked)."""
     if len(data) < 52:
         raise MultibootError(f"{name}: ELF header is truncated")
     cls, endian = data[4], data[5]
@@ -227,41 +265,40 @@ def _parse_elf(data: bytes, h: Header, name: str) -> Kernel:
     if cls == 1:
         e_type, machine, _, entry, phoff = struct.unpack_from("<HHIII", data, 16)
         phentsize, phnum = struct.unpack_from("<HH", data, 42)
-        ph_fmt, want_machine, min_ph = "<IIIIII", _EM_386, 32
     elif cls == 2:
         if len(data) < 64:
             raise MultibootError(f"{name}: ELF header is truncated")
         e_type, machine, _, entry, phoff = struct.unpack_from("<HHIQQ", data, 16)
         phentsize, phnum = struct.unpack_from("<HH", data, 54)
-        ph_fmt, want_machine, min_ph = "<IIQQQQQ", _EM_X86_64, 56
     else:
         raise MultibootError(f"{name}: unknown ELF class {cls}")
-    if machine != want_machine:
-        raise MultibootError(f"{name}: ELF image is not for x86 (e_machine {machine})")
-    if e_type != _ET_EXEC:
-        raise MultibootError(f"{name}: ELF image is not an executable (e_type {e_type})")
-    if phentsize < min_ph or phoff + phnum * phentsize > len(data):
-        raise MultibootError(f"{name}: ELF program headers are truncated")
+    return ElfHeader(cls, e_type, machine, entry, phoff, phentsize, phnum)
+
+
+def _parse_elf(data: bytes, h: Header, name: str) -> Kernel:
+    elf = elf_header(data, name)
+    want_machine = _EM_386 if elf.cls == 1 else _EM_X86_64
+    if elf.machine != want_machine:
+        raise MultibootError(f"{name}: ELF image is not for x86 (e_machine {elf.machine})")
+    if elf.e_type != _ET_EXEC:
+        raise MultibootError(f"{name}: ELF image is not an executable (e_type {elf.e_type})")
+    headers = elf.program_headers(data, name)
+    entry = elf.entry
     segments: list[Segment] = []
     phys_entry: int | None = None
-    for i in range(phnum):
-        fields = struct.unpack_from(ph_fmt, data, phoff + i * phentsize)
-        if cls == 1:
-            p_type, offset, vaddr, paddr, filesz, memsz = fields
-        else:
-            p_type, _, offset, vaddr, paddr, filesz, memsz = fields
-        if p_type != _PT_LOAD or memsz == 0:
+    for i, ph in enumerate(headers):
+        if ph.type != _PT_LOAD or ph.memsz == 0:
             continue
-        if filesz > memsz:
+        if ph.filesz > ph.memsz:
             raise MultibootError(f"{name}: ELF segment {i} has more file bytes than memory")
-        if offset + filesz > len(data):
+        if ph.offset + ph.filesz > len(data):
             raise MultibootError(f"{name}: ELF segment {i} is past the end of the file")
-        if paddr + memsz > FOUR_GIB:
-            raise MultibootError(f"{name}: ELF segment {i} at 0x{paddr:x} is above 4 GiB")
+        if ph.paddr + ph.memsz > FOUR_GIB:
+            raise MultibootError(f"{name}: ELF segment {i} at 0x{ph.paddr:x} is above 4 GiB")
         # A kernel linked at a virtual address enters at its physical image (as GRUB does).
-        if phys_entry is None and vaddr <= entry < vaddr + memsz:
-            phys_entry = paddr + (entry - vaddr)
-        segments.append(Segment(paddr, data[offset : offset + filesz], memsz))
+        if phys_entry is None and ph.vaddr <= entry < ph.vaddr + ph.memsz:
+            phys_entry = ph.paddr + (entry - ph.vaddr)
+        segments.append(Segment(ph.paddr, data[ph.offset : ph.offset + ph.filesz], ph.memsz))
     if not segments:
         raise MultibootError(f"{name}: ELF image has no loadable segments")
     if phys_entry is not None:

@@ -24,6 +24,7 @@ from southbridge.kvm.linuxboot import CODE_SELECTOR, DATA_SELECTOR, GDT32, GDT_A
 from southbridge.kvm.multiboot import (
     MultibootError,
     Segment,
+    elf_header,
     load_segments,
     memory_map,
     parse_elf,
@@ -51,28 +52,16 @@ class PvhError(LoadError):
 
 def find_entry(data: bytes) -> int | None:
     """The PHYS32_ENTRY note's address, or None when the ELF image has none."""
-    if len(data) < 64 or not data.startswith(b"\x7fELF") or data[5] != 1:
+    if not data.startswith(b"\x7fELF"):
         return None
-    if data[4] == 1:
-        phoff = struct.unpack_from("<I", data, 28)[0]
-        phentsize, phnum = struct.unpack_from("<HH", data, 42)
-        fmt = "<IIIIII"
-    elif data[4] == 2:
-        phoff = struct.unpack_from("<Q", data, 32)[0]
-        phentsize, phnum = struct.unpack_from("<HH", data, 54)
-        fmt = "<IIQQQQQ"
-    else:
-        return None
-    if phentsize < struct.calcsize(fmt) or phoff + phnum * phentsize > len(data):
-        return None
-    for i in range(phnum):
-        fields = struct.unpack_from(fmt, data, phoff + i * phentsize)
-        if data[4] == 1:
-            p_type, offset, _, _, filesz, _ = fields
-        else:
-            p_type, _, offset, _, _, filesz, _ = fields
-        if p_type == _PT_NOTE and offset + filesz <= len(data):
-            entry = _note_entry(data[offset : offset + filesz])
+    try:
+        elf = elf_header(data)
+        headers = elf.program_headers(data)
+    except MultibootError:
+        return None  # not a well-formed ELF: no PVH entry to find
+    for ph in headers:
+        if ph.type == _PT_NOTE and ph.offset + ph.filesz <= len(data):
+            entry = _note_entry(data[ph.offset : ph.offset + ph.filesz])
             if entry is not None:
                 return entry
     return None
