@@ -5,6 +5,7 @@ mismatched files."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -160,3 +161,13 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
     with pytest.raises(SnapshotError, match="cannot write snapshot"):
         snapshotfile.write(tmp_path / "missing" / "vm.snap", _snap(m), m.memory)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vm.snap"]
+
+
+def test_a_fifo_or_a_directory_is_refused_without_blocking(tmp_path: Path) -> None:
+    """A snapshot is a regular file: a FIFO with no writer (which open() would wait on
+    forever) and a directory are one error line."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path):
+        with pytest.raises(snapshotfile.SnapshotError, match="not a regular file"):
+            snapshotfile.read_meta(path)

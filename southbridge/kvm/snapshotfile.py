@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,12 +233,25 @@ def read(path: str | os.PathLike[str], memory: GuestMemory, verify: bool = True)
     return snap
 
 
+def _open_regular(path: str | os.PathLike[str], name: str) -> io.BufferedReader:
+    """Open for reading without blocking on a FIFO or device: a snapshot is a regular file
+    (host/userfile.py's rule for every file a user names)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SnapshotError(f"{name}: not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _read(
     path: str | os.PathLike[str], memory: GuestMemory | None, verify: bool = True
 ) -> tuple[Snapshot, int]:
     name = str(path)
     try:
-        with open(path, "rb") as f:
+        with _open_regular(path, name) as f:
             end = _verify(f, name) if verify else _end(f, name)
             f.seek(_HEAD.size - 4)
             (count,) = struct.unpack("<I", f.read(4))
