@@ -105,3 +105,15 @@ def test_bad_control_options_are_one_line(
     rc = cli.main(["run", "--serial", "none", *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_sigterm_before_the_guest_runs_ends_the_process_at_once() -> None:
+    """While the run is still setting up there is no guest to press a button for: SIGTERM
+    ends it with 128 + SIGTERM, as a killed process, instead of being swallowed."""
+    from southbridge.commands.control import RunControl
+
+    control = RunControl(None, grace_s=0)
+    with pytest.raises(SystemExit) as e:
+        control._on_sigterm(signal.SIGTERM, None)
+    assert e.value.code == 128 + signal.SIGTERM
+    control.close()

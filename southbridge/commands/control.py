@@ -11,6 +11,7 @@ killed by it would report.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -63,8 +64,6 @@ class RunControl:
 
     def save_snapshot(self) -> None:
         """Write --snapshot FILE from the running session; one line either way."""
-        import sys
-
         from southbridge.kvm.snapshotfile import SnapshotError, machine_config
 
         with self._lock:
@@ -123,6 +122,11 @@ class RunControl:
         self.terminated = True
         with self._lock:
             machine, session = self._machine, self._session
+        if session is None:
+            # Still setting up (or between boots): no guest to ask, so stop here, with
+            # the set-up's own clean-up unwinding (a blocked open or read included).
+            print("southbridge: terminated (SIGTERM)", file=sys.stderr)
+            raise SystemExit(128 + signal.SIGTERM)
         pm = machine.pm if machine is not None else None
         if machine is not None and pm is not None:
             with machine.lock:
@@ -132,7 +136,7 @@ class RunControl:
             self._grace = threading.Timer(self.grace_s, self._stop_now)
             self._grace.daemon = True
             self._grace.start()
-        if pm is None and session is not None:
+        if pm is None:
             self._stop_now()
 
     def _stop_now(self) -> None:
