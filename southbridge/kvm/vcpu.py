@@ -2,7 +2,7 @@
 
 The loop turns exits into bus accesses under `machine.lock` and injects the interrupt
 controller's INTR with KVM_INTERRUPT (userspace irqchip: the in-kernel one is never created).
-Waking a vCPU (`kick`) sets `immediate_exit` and sends a real-time signal (KICK_SIGNAL,
+Waking a vCPU (`kick`) sets `immediate_exit` and sends SIGUSR2 (KICK_SIGNAL,
 as QEMU sends its SIG_IPI; SIGUSR1 is the user's, for snapshots) to its thread: the signal
 ends a KVM_RUN in progress with EINTR and `immediate_exit` makes one about to start return
 at once, so a kick between "checked for work" and "entered the guest" is never lost.
@@ -32,7 +32,9 @@ from southbridge.machine.base import Machine
 
 logger = logging.getLogger("southbridge.kvm")
 
-KICK_SIGNAL: int = signal.SIGRTMIN + 2  # a real-time signal of ours (glibc keeps some)
+# SIGUSR2: a standard signal coalesces while pending, as a kick should (a real-time one
+# would queue every kick); SIGUSR1 is the user's (--snapshot).
+KICK_SIGNAL: int = signal.SIGUSR2
 
 _EXIT_OFF = abi.kvm_run.exit.offset
 _IO = struct.Struct("<BBHIQ")  # direction, size, port, count, data_offset
